@@ -1,0 +1,1 @@
+"""The ONNX exporter (needs the [train] extra)."""

@@ -1,0 +1,98 @@
+"""Keras stepper -> ONNX ModelProto with tf2onnx, then the contract's names and metadata."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import gru_edge
+from runtime.contract import (
+    FORMAT,
+    INPUT_IDS,
+    INPUT_STATE,
+    META_VOCABULARY,
+    OUTPUT_LOGITS,
+    OUTPUT_STATE,
+    encode_vocabulary,
+)
+from runtime.errors import ExportValidationError
+from trainer.tf_env import load_tf
+
+# tf2onnx turns a Keras 3 GRU into these; the contract needs the fused GRU op (see trainer/tf_env).
+SLOW_OPS = {"Loop", "Scan"}
+
+
+def convert(stepper: Any, opset: int) -> Any:
+    """Convert the Keras stepper (ids, state) -> (logits, state_out) to an ONNX ModelProto."""
+    tf, _ = load_tf("gru-edge export")
+    import tf2onnx
+
+    units = int(stepper.inputs[1].shape[-1])
+    signature = [
+        tf.TensorSpec([None, None], tf.int64, name=INPUT_IDS),
+        tf.TensorSpec([None, units], tf.float32, name=INPUT_STATE),
+    ]
+
+    @tf.function(input_signature=signature)
+    def step(ids, state):
+        logits, state_out = stepper([ids, state], training=False)
+        return {OUTPUT_LOGITS: logits, OUTPUT_STATE: state_out}
+
+    model_proto, _ = tf2onnx.convert.from_function(step, input_signature=signature, opset=opset)
+    _name_dynamic_dims(model_proto)
+    ops = {node.op_type for node in model_proto.graph.node}
+    if "GRU" not in ops or ops & SLOW_OPS:
+        raise ExportValidationError(
+            f"tf2onnx did not produce one fused GRU op (ops: {sorted(ops)}); "
+            "train with the [train] extra's tf-keras, not Keras 3"
+        )
+    return model_proto
+
+
+def _name_dynamic_dims(model_proto: Any) -> None:
+    """tf2onnx calls the dynamic dims unk__N; the contract calls them batch and time."""
+    for value in [*model_proto.graph.input, *model_proto.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        dims[0].dim_param = "batch"
+        if value.name == INPUT_IDS:
+            dims[1].dim_param = "time"
+
+
+def set_metadata(model_proto: Any, run_info: dict[str, Any], vocab: list[str], opset: int) -> dict:
+    """Write the contract's metadata_props (tf2onnx has no API for custom metadata)."""
+    tf, keras = load_tf()
+    import tf2onnx
+
+    config = run_info["config"]
+    best_loss = run_info.get("best_val_loss")
+    metadata = {
+        "format": FORMAT,
+        "units": config["units"],
+        "seq_len": config["seq_len"],
+        "vocab_size": len(vocab),
+        "text_policy": run_info["text_policy"],
+        "corpus_sha256": run_info["corpus"]["sha256"],
+        "corpus_chars": run_info["corpus"]["chars"],
+        "epochs_trained": run_info.get("epochs_completed"),
+        "best_epoch": run_info.get("best_epoch"),
+        "best_val_loss": best_loss,
+        "best_val_bpc": run_info.get("best_val_bpc"),
+        "gru_edge_version": gru_edge.__version__,
+        "tensorflow_version": tf.__version__,
+        "tf_keras_version": keras.__version__,
+        "tf2onnx_version": tf2onnx.__version__,
+        "opset": opset,
+        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+    }
+    stored = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    stored[META_VOCABULARY] = encode_vocabulary(vocab)
+    del model_proto.metadata_props[:]
+    for key, value in stored.items():
+        entry = model_proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    model_proto.doc_string = (
+        "gru-edge character-level GRU: ids int64 [batch, time] + state float32 [batch, units] -> "
+        "logits float32 [batch, vocab] + state_out; vocabulary in metadata_props"
+    )
+    return stored

@@ -1,0 +1,125 @@
+"""`gru-edge export`: a run directory's best model -> one validated, self-contained ONNX file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from exporter.convert import convert, set_metadata
+from exporter.validate import Comparison, validate
+from runtime.errors import GruEdgeError, RunDirError
+from runtime.files import atomic_path
+from trainer.model import build_stepper, gru_and_dense, step_function
+from trainer.rundir import load_run
+from trainer.tf_env import load_tf
+
+MIN_ROLLOUT, MAX_ROLLOUT = 200, 500
+
+
+class ExportError(GruEdgeError):
+    """The output path cannot be written."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    size_bytes: int
+    ops: list[str]
+    comparisons: list[Comparison]
+    metadata: dict[str, str]
+
+
+def export_run(
+    run_dir: Path,
+    out: Path,
+    *,
+    opset: int = 17,
+    atol: float = 1e-5,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> ExportReport:
+    """Convert, check, validate against Keras, then write ``out`` atomically."""
+    run_dir, out = Path(run_dir), Path(out)
+    _check_out(out, force)
+    if not (atol >= 0):
+        raise ExportError(f"--atol must be >= 0, got {atol}; try 1e-5")
+    run = load_run(run_dir)
+    _, keras = load_tf("gru-edge export")
+    import onnx
+
+    model = keras.models.load_model(run.model_path, compile=False)
+    gru, dense = gru_and_dense(model)
+    if dense.units != len(run.vocab):
+        raise RunDirError(
+            f"{run_dir / 'vocab.json'} has {len(run.vocab)} characters but the model predicts "
+            f"{dense.units}; the run directory is inconsistent, re-run gru-edge train"
+        )
+    stepper = build_stepper(model)
+    log(f"converting {run.model_path} with tf2onnx (opset {opset})")
+    model_proto = convert(stepper, opset)
+    metadata = set_metadata(model_proto, run.info, run.vocab, opset)
+    try:
+        onnx.checker.check_model(model_proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        first_line = str(exc).splitlines()[0]
+        raise ExportError(f"the converted model fails onnx.checker: {first_line}") from None
+    payload = model_proto.SerializeToString()
+
+    probe = run.info.get("probe_text") or ""
+    index = {c: i for i, c in enumerate(run.vocab)}
+    probe_ids = np.array([index[c] for c in probe if c in index][:MAX_ROLLOUT], dtype=np.int64)
+    if len(probe_ids) < MIN_ROLLOUT:  # a tiny corpus: pad the rollout with seeded ids
+        extra = np.random.default_rng(1).integers(0, len(run.vocab), MIN_ROLLOUT - len(probe_ids))
+        probe_ids = np.concatenate([probe_ids, extra])
+    log(
+        f"validating against Keras: 8 windows of {run.info['config']['seq_len']} ids, "
+        f"a {len(probe_ids)}-step stateful rollout"
+    )
+    comparisons = validate(
+        model,
+        step_function(stepper),
+        _onnx_step(payload),
+        vocab_size=len(run.vocab),
+        units=gru.units,
+        seq_len=run.info["config"]["seq_len"],
+        probe_ids=probe_ids,
+        atol=atol,
+    )
+    for comparison in comparisons:
+        log(comparison.line())
+    try:
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(payload)
+    except OSError as exc:
+        raise ExportError(f"cannot write --out {out}: {exc.strerror}") from None
+    ops = [node.op_type for node in model_proto.graph.node]
+    log(f"wrote {out} ({len(payload):,} bytes; ops: {' '.join(dict.fromkeys(ops))})")
+    return ExportReport(out, len(payload), ops, comparisons, metadata)
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.is_dir():
+        raise ExportError(f"--out {out} is a directory; give a file name such as model.onnx")
+    if out.exists() and not force:
+        raise ExportError(f"--out {out} already exists; add --force to replace it")
+    if not out.parent.is_dir():
+        raise ExportError(f"cannot write --out {out}: folder {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK):
+        raise ExportError(f"cannot write --out {out}: folder {out.parent} is not writable")
+
+
+def _onnx_step(payload: bytes):
+    """A step function over an onnxruntime session built from the serialized model."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(payload, providers=["CPUExecutionProvider"])
+
+    def step(ids: np.ndarray, state: np.ndarray):
+        logits, state_out = session.run(["logits", "state_out"], {"ids": ids, "state": state})
+        return logits, state_out
+
+    return step

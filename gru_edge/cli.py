@@ -1,0 +1,206 @@
+"""The gru-edge command line: parse options, call one library function, map errors to exit codes.
+
+TensorFlow-backed modules are imported inside the commands that need them, so `sample` and
+`info` start fast and work on a bare install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from runtime.errors import GruEdgeError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Train a character-level GRU, export it to ONNX, and sample it anywhere.",
+)
+
+T = TypeVar("T")
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Call the library; turn its domain errors into a one-line message and an exit code."""
+    try:
+        return action()
+    except GruEdgeError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("Interrupted.", err=True)
+        raise typer.Exit(130) from None
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+# --- train / export (TensorFlow-backed) -------------------------------------------------------
+
+_TRAIN = "Training options (defaults: the original notebook's)"
+
+
+@app.command()
+def train(
+    corpus: Annotated[Path, typer.Argument(help="UTF-8 text file to learn from.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to create.")],
+    seq_len: Annotated[
+        int | None,
+        typer.Option(
+            help="Characters per training window.", show_default="100", rich_help_panel=_TRAIN
+        ),
+    ] = None,
+    step: Annotated[
+        int | None,
+        typer.Option(
+            help="Characters between window starts.", show_default="5", rich_help_panel=_TRAIN
+        ),
+    ] = None,
+    units: Annotated[
+        int | None, typer.Option(help="GRU units.", show_default="128", rich_help_panel=_TRAIN)
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(help="RMSprop learning rate.", show_default="0.01", rich_help_panel=_TRAIN),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Windows per batch.", show_default="128", rich_help_panel=_TRAIN),
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            help="Epochs in total (with --resume: train up to this many).",
+            show_default="20",
+            rich_help_panel=_TRAIN,
+        ),
+    ] = None,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Last fraction of the corpus held out for validation, 0 to 0.5.",
+            show_default="0.1",
+            rich_help_panel=_TRAIN,
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed for weights and batch order; the same seed gives the same weights.",
+            show_default="drawn and recorded",
+            rich_help_panel=_TRAIN,
+        ),
+    ] = None,
+    steps_per_epoch: Annotated[
+        int | None,
+        typer.Option(
+            help="At most this many batches per epoch.", show_default="all", rich_help_panel=_TRAIN
+        ),
+    ] = None,
+    validation_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="At most this many validation batches.", show_default="all", rich_help_panel=_TRAIN
+        ),
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help="tf.distribute strategy: default, mirrored (local GPUs, "
+            "else the CPU) or multi-worker (TF_CONFIG).",
+            show_default="default",
+            rich_help_panel=_TRAIN,
+        ),
+    ] = None,
+    samples: Annotated[
+        bool | None,
+        typer.Option(
+            "--samples/--no-samples",
+            help="Write 400 characters at temperatures 0.2, 0.5, 1.0, 1.2 after each epoch. ",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its last completed epoch.")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Replace the run already in --out.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    tensorboard: Annotated[
+        bool, typer.Option(help="Also write TensorBoard logs to RUN_DIR/tensorboard.")
+    ] = False,
+) -> None:
+    """Train a character-level GRU on CORPUS; the best model and its logs go to --out."""
+    options = {
+        "seq_len": seq_len,
+        "step": step,
+        "units": units,
+        "lr": lr,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "steps_per_epoch": steps_per_epoch,
+        "validation_steps": validation_steps,
+        "strategy": strategy,
+        "samples": samples,
+    }
+
+    def action():
+        from trainer.train import train as run_training
+
+        return run_training(
+            corpus,
+            out,
+            options,
+            resume=resume,
+            force=force,
+            quiet=quiet,
+            tensorboard=tensorboard,
+            log=typer.echo,
+        )
+
+    result = _run(action)
+    if not quiet:
+        typer.echo(
+            f"best epoch {result.best_epoch} ({result.best_value:.4f}); "
+            f"run saved in {result.run_dir}"
+        )
+
+
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by gru-edge train.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    atol: Annotated[
+        float, typer.Option(help="Largest allowed |Keras - ONNX| on probabilities and states.")
+    ] = 1e-5,
+    force: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Convert a run's best model to one self-contained ONNX file, validated against Keras."""
+
+    def action():
+        from exporter.export import export_run
+
+        return export_run(
+            run_dir,
+            out,
+            opset=opset,
+            atol=atol,
+            force=force,
+            log=(lambda _m: None) if quiet else typer.echo,
+        )
+
+    _run(action)
+
+
+# --- sample / info / bench (runtime) ----------------------------------------------------------
+
+
+def main() -> None:  # pragma: no cover - console script entry point is `app`
+    app()

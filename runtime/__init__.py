@@ -1,0 +1,1 @@
+"""The edge runtime: numpy + onnxruntime + the standard library only (never TensorFlow)."""

@@ -1,0 +1,1 @@
+"""The Keras trainer (needs the [train] extra)."""

@@ -1,0 +1,77 @@
+"""The training configuration, saved in the run directory's config.json."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from runtime.errors import UsageError
+
+STRATEGIES = ("default", "mirrored", "multi-worker")
+
+
+@dataclass
+class TrainConfig:
+    """Every hyperparameter of a run. Defaults reproduce the original notebook."""
+
+    seq_len: int = 100  # characters per training window (the notebook's maxlen)
+    step: int = 5  # characters between the starts of consecutive windows
+    units: int = 128  # GRU units
+    lr: float = 0.01  # RMSprop learning rate
+    batch_size: int = 128
+    epochs: int = 20
+    val_fraction: float = 0.1  # the corpus' last fraction, held out and never trained on
+    seed: int | None = None  # None: drawn at the start and recorded, so every run can be redone
+    lr_factor: float = 0.2  # ReduceLROnPlateau, as in the notebook
+    lr_patience: int = 1
+    min_lr: float = 0.001
+    samples: bool = True  # write generated text after each epoch
+    sample_length: int = 400
+    temperatures: tuple[float, ...] = (0.2, 0.5, 1.0, 1.2)
+    steps_per_epoch: int | None = None  # None: every training window once per epoch
+    validation_steps: int | None = None  # None: every validation window
+    strategy: str = "default"  # tf.distribute: default | mirrored | multi-worker
+
+    def validate(self) -> None:
+        """Raise UsageError for values that make no sense."""
+        _at_least("--seq-len", self.seq_len, 2)
+        _at_least("--step", self.step, 1)
+        _at_least("--units", self.units, 1)
+        _at_least("--batch-size", self.batch_size, 1)
+        _at_least("--epochs", self.epochs, 1)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UsageError(f"--lr must be a positive number, got {self.lr}; try 0.01")
+        if not (0 <= self.val_fraction <= 0.5):
+            raise UsageError(
+                f"--val-fraction must be between 0 and 0.5, got {self.val_fraction}; try 0.1"
+            )
+        if self.steps_per_epoch is not None:
+            _at_least("--steps-per-epoch", self.steps_per_epoch, 1)
+        if self.validation_steps is not None:
+            _at_least("--validation-steps", self.validation_steps, 1)
+        _at_least("sample length", self.sample_length, 1)
+        if self.strategy not in STRATEGIES:
+            raise UsageError(
+                f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
+            )
+        if self.seed is not None and not (0 <= self.seed < 2**32):
+            raise UsageError(f"--seed must be between 0 and 2**32 - 1, got {self.seed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["temperatures"] = list(self.temperatures)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "temperatures" in values:
+            values["temperatures"] = tuple(values["temperatures"])
+        return cls(**values)
+
+
+def _at_least(option: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise UsageError(f"{option} must be at least {minimum}, got {value}")
