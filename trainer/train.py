@@ -89,6 +89,7 @@ def train(
     if resume and force:
         raise UsageError("--resume and --force contradict each other; pick one")
     corpus = load_corpus(Path(corpus_path))
+    tf, keras = load_tf("gru-edge train")  # before anything touches the run directory
     if resume:
         config, state, info = _load_for_resume(out, corpus, options)
     else:
@@ -107,7 +108,6 @@ def train(
             f"pass a larger --epochs to train further"
         )
 
-    tf, keras = load_tf("gru-edge train")
     keras.utils.set_random_seed(config.seed)
     strategy = _strategy(tf, config.strategy)
     chief = _is_chief(strategy)
@@ -336,8 +336,9 @@ def _initial_info(config: TrainConfig, corpus: Corpus) -> dict[str, Any]:
             "val_text_start": cut,
         },
         # Real text for the exporter's stateful parity rollout, so the run dir is self-contained.
+        # (the held-out text when there is enough of it, else the corpus' end).
         "probe_text": corpus.text[cut : cut + 1000]
-        if cut < len(corpus.text)
+        if len(corpus.text) - cut >= 500
         else corpus.text[-1000:],
         "monitor": "val_loss" if config.val_fraction > 0 else "loss",
         "versions": {

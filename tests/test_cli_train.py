@@ -1,0 +1,186 @@
+"""`gru-edge train` through CliRunner: options, and every bad input from the issue."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from run_fixtures import TINY
+from typer.testing import CliRunner
+
+from gru_edge.cli import app
+
+runner = CliRunner()
+
+
+def _tiny_args() -> list[str]:
+    args = []
+    for key, value in TINY.items():
+        if key != "sample_length":
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+def _assert_one_line_error(result, *needles: str) -> None:
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_train_cli_end_to_end(tmp_path, tiny_corpus):
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny_corpus),
+            "--out",
+            str(out),
+            *_tiny_args(),
+            "--epochs",
+            "1",
+            "--no-samples",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "epoch 1/1" in result.stdout and "val_bpc" in result.stdout
+    assert "best epoch 1" in result.stdout
+    assert not (out / "samples.txt").exists()
+    info = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert info["config"]["samples"] is False and info["config"]["units"] == TINY["units"]
+
+
+def test_train_cli_quiet_prints_nothing(tmp_path, tiny_corpus):
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny_corpus),
+            "--out",
+            str(tmp_path / "q"),
+            *_tiny_args(),
+            "--epochs",
+            "1",
+            "--no-samples",
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("corpus_bytes", "extra", "needles"),
+    [
+        (None, [], ["corpus not found", "missing.txt"]),
+        (b"", [], ["empty or only whitespace"]),
+        (b" \n \n", [], ["empty or only whitespace"]),
+        (b"abc\xc3(def" * 50, [], ["not valid UTF-8", "offset 3"]),
+        (b"short text", [], ["corpus has 10 characters", "needs at least 1006"]),
+        (b"x" * 5000, ["--units", "0"], ["--units must be at least 1, got 0"]),
+        (b"x" * 5000, ["--lr", "-1"], ["--lr must be a positive number, got -1.0"]),
+        (b"x" * 5000, ["--val-fraction", "0.9"], ["--val-fraction", "got 0.9"]),
+        (b"x" * 5000, ["--seq-len", "1"], ["--seq-len must be at least 2, got 1"]),
+        (b"x" * 5000, ["--strategy", "tpu"], ["--strategy must be one of"]),
+    ],
+)
+def test_train_bad_input(tmp_path, corpus_bytes, extra, needles):
+    corpus = tmp_path / "missing.txt"
+    if corpus_bytes is not None:
+        corpus = tmp_path / "corpus.txt"
+        corpus.write_bytes(corpus_bytes)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(corpus), "--out", str(out), *extra])
+    _assert_one_line_error(result, *needles)
+    assert not out.exists(), "a failed train must not leave a run directory"
+
+
+def test_train_directory_as_corpus(tmp_path):
+    result = runner.invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "run")])
+    _assert_one_line_error(result, "is a directory")
+
+
+def test_existing_run_needs_resume_or_force(tmp_path, tiny_corpus, trained_run):
+    before = {p.name: p.stat().st_mtime_ns for p in trained_run.iterdir()}
+    result = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(trained_run)])
+    _assert_one_line_error(result, "already holds a run", "--resume", "--force")
+    assert {p.name: p.stat().st_mtime_ns for p in trained_run.iterdir()} == before
+
+
+def test_force_replaces_a_run(tmp_path, tiny_corpus):
+    out = tmp_path / "run"
+    args = [
+        "train",
+        str(tiny_corpus),
+        "--out",
+        str(out),
+        *_tiny_args(),
+        "--epochs",
+        "1",
+        "--no-samples",
+        "-q",
+    ]
+    assert runner.invoke(app, args).exit_code == 0
+    (out / "samples.txt").write_text("old", encoding="utf-8")
+    result = runner.invoke(app, [*args, "--force"])
+    assert result.exit_code == 0, result.output
+    assert not (out / "samples.txt").exists()
+
+
+def test_out_that_is_not_a_run_is_refused(tmp_path, tiny_corpus):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "thesis.tex").write_text("do not delete", encoding="utf-8")
+    for extra in ([], ["--force"]):
+        result = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(out), *extra])
+        _assert_one_line_error(result, "holds no gru-edge run")
+    assert (out / "thesis.tex").read_text(encoding="utf-8") == "do not delete"
+
+
+def test_resume_against_another_corpus(tmp_path, trained_run):
+    other = tmp_path / "other.txt"
+    other.write_text("a different corpus entirely. " * 40, encoding="utf-8")
+    result = runner.invoke(app, ["train", str(other), "--out", str(trained_run), "--resume"])
+    _assert_one_line_error(result, "is not the corpus this run was trained on")
+
+
+def test_resume_with_a_changed_option(tiny_corpus, trained_run):
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny_corpus),
+            "--out",
+            str(trained_run),
+            "--resume",
+            "--units",
+            "64",
+            "--epochs",
+            "5",
+        ],
+    )
+    _assert_one_line_error(result, "--units 64 differs from the run's 16")
+
+
+def test_resume_without_a_run(tmp_path, tiny_corpus):
+    result = runner.invoke(
+        app, ["train", str(tiny_corpus), "--out", str(tmp_path / "none"), "--resume"]
+    )
+    _assert_one_line_error(result, "holds no resumable run")
+
+
+def test_resume_of_a_finished_run_needs_more_epochs(tiny_corpus, trained_run):
+    result = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(trained_run), "--resume"])
+    _assert_one_line_error(result, "already completed 2 epochs", "larger --epochs")
+
+
+def test_train_without_the_train_extra(tmp_path, tiny_corpus, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # `import tensorflow` now fails
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(out)])
+    _assert_one_line_error(result, "pip install 'gru-edge[train]'")
+    assert not out.exists()

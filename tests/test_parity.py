@@ -1,0 +1,171 @@
+"""Parity: the exported ONNX file computes what the Keras model computes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from exporter.validate import softmax
+from runtime.generation import generate_ids
+from runtime.sampler import SamplingSettings
+
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def keras_side(trained_run):
+    from trainer.model import build_stepper, step_function
+    from trainer.tf_env import load_tf
+
+    _, keras = load_tf()
+    model = keras.models.load_model(trained_run / "model.keras", compile=False)
+    config = json.loads((trained_run / "config.json").read_text(encoding="utf-8"))
+    text = (trained_run / "vocab.json").read_text(encoding="utf-8")
+    return model, step_function(build_stepper(model)), config, json.loads(text)
+
+
+@pytest.fixture(scope="module")
+def onnx_step(exported_model):
+    session = ort.InferenceSession(str(exported_model), providers=["CPUExecutionProvider"])
+
+    def step(ids, state):
+        logits, state_out = session.run(None, {"ids": ids, "state": state})
+        return logits, state_out
+
+    return step
+
+
+def test_window_mode_matches_keras(keras_side, onnx_step):
+    model, keras_step, config, vocab = keras_side
+    units, seq_len = config["config"]["units"], config["config"]["seq_len"]
+    ids = np.random.default_rng(5).integers(0, len(vocab), (16, seq_len), dtype=np.int64)
+    zero = np.zeros((16, units), np.float32)
+    o_logits, o_state = onnx_step(ids, zero)
+    reference = model.predict(np.eye(len(vocab), dtype=np.float32)[ids], verbose=0)
+    k_logits, k_state = keras_step(ids, zero)
+    assert o_logits.shape == (16, len(vocab)) and o_state.shape == (16, units)
+    assert np.abs(softmax(o_logits) - reference).max() <= ATOL
+    assert np.abs(o_state - k_state).max() <= ATOL
+
+
+def test_500_step_stateful_rollout_matches_keras(keras_side, onnx_step, tiny_corpus):
+    _, keras_step, config, vocab = keras_side
+    index = {c: i for i, c in enumerate(vocab)}
+    text = tiny_corpus.read_text(encoding="utf-8")[:500]
+    units = config["config"]["units"]
+    k_state = o_state = np.zeros((1, units), np.float32)
+    worst_p = worst_s = 0.0
+    for char in text:
+        ids = np.array([[index[char]]], np.int64)
+        k_logits, k_state = keras_step(ids, k_state)
+        o_logits, o_state = onnx_step(ids, o_state)
+        worst_p = max(worst_p, float(np.abs(softmax(o_logits) - softmax(k_logits)).max()))
+        worst_s = max(worst_s, float(np.abs(o_state - k_state).max()))
+    assert len(text) == 500
+    assert worst_p <= ATOL and worst_s <= ATOL
+
+
+def test_window_from_zero_state_equals_stepping_one_by_one(keras_side, onnx_step):
+    _, _, config, vocab = keras_side
+    units, seq_len = config["config"]["units"], config["config"]["seq_len"]
+    ids = np.random.default_rng(9).integers(0, len(vocab), (3, seq_len), dtype=np.int64)
+    w_logits, w_state = onnx_step(ids, np.zeros((3, units), np.float32))
+    state = np.zeros((3, units), np.float32)
+    for t in range(seq_len):
+        logits, state = onnx_step(ids[:, t : t + 1], state)
+    assert np.abs(logits - w_logits).max() <= ATOL
+    assert np.abs(state - w_state).max() <= ATOL
+
+
+def _text(step, vocab, units, length, settings, seed):
+    ids = generate_ids(
+        step,
+        [vocab.index("\n")],
+        length,
+        units=units,
+        settings=settings,
+        rng=np.random.default_rng(seed),
+    )
+    return "".join(vocab[int(row[0])] for row in ids)
+
+
+def test_greedy_500_characters_identical(keras_side, onnx_step):
+    _, keras_step, config, vocab = keras_side
+    units = config["config"]["units"]
+    greedy = SamplingSettings(temperature=0)
+    keras_text = _text(keras_step, vocab, units, 500, greedy, seed=0)
+    assert keras_text == _text(onnx_step, vocab, units, 500, greedy, seed=0)
+    assert len(keras_text) == 500
+
+
+def test_1000_sampled_characters_identical_with_same_seed(keras_side, onnx_step):
+    _, keras_step, config, vocab = keras_side
+    units = config["config"]["units"]
+    settings = SamplingSettings(temperature=1.0)
+    keras_text = _text(keras_step, vocab, units, 1000, settings, seed=42)
+    assert keras_text == _text(onnx_step, vocab, units, 1000, settings, seed=42)
+    assert len(set(keras_text)) > 5  # really sampled, not stuck on one character
+
+
+def test_graph_is_one_fused_gru(exported_model):
+    model = onnx.load(str(exported_model))
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("GRU") == 1
+    assert not {"Loop", "Scan", "If"} & set(ops)
+    gru = next(node for node in model.graph.node if node.op_type == "GRU")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in gru.attribute}
+    assert attrs["linear_before_reset"] == 1  # Keras' reset_after=True
+
+
+def test_graph_signature_is_the_contract(exported_model, trained_run):
+    model = onnx.load(str(exported_model))
+    config = json.loads((trained_run / "config.json").read_text(encoding="utf-8"))
+    units, vocab_size = config["config"]["units"], config["vocab_size"]
+
+    def sig(values):
+        return {
+            v.name: (
+                v.type.tensor_type.elem_type,
+                [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim],
+            )
+            for v in values
+        }
+
+    assert sig(model.graph.input) == {
+        "ids": (onnx.TensorProto.INT64, ["batch", "time"]),
+        "state": (onnx.TensorProto.FLOAT, ["batch", units]),
+    }
+    assert sig(model.graph.output) == {
+        "logits": (onnx.TensorProto.FLOAT, ["batch", vocab_size]),
+        "state_out": (onnx.TensorProto.FLOAT, ["batch", units]),
+    }
+
+
+def test_metadata_round_trips_hard_characters(exported_model, trained_run):
+    from run_fixtures import HARD_CHARS
+
+    vocab = json.loads((trained_run / "vocab.json").read_text(encoding="utf-8"))
+    props = ort.InferenceSession(str(exported_model)).get_modelmeta().custom_metadata_map
+    stored = json.loads(props["vocabulary"])
+    assert stored == vocab
+    assert set(HARD_CHARS) <= set(stored)
+    assert "\U0001f642" in stored  # outside the BMP, still one character
+    config = json.loads((trained_run / "config.json").read_text(encoding="utf-8"))
+    assert json.loads(props["units"]) == config["config"]["units"]
+    assert json.loads(props["seq_len"]) == config["config"]["seq_len"]
+    assert props["corpus_sha256"] == config["corpus"]["sha256"]
+    assert json.loads(props["best_val_bpc"]) == pytest.approx(config["best_val_bpc"])
+    for key in (
+        "text_policy",
+        "tensorflow_version",
+        "tf2onnx_version",
+        "opset",
+        "created",
+        "epochs_trained",
+        "gru_edge_version",
+    ):
+        assert props[key], key

@@ -1,0 +1,192 @@
+"""Training: the run directory, the data pipeline, determinism, resume and strategies."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+from run_fixtures import TINY
+
+from runtime.errors import TrainingInterrupted
+from trainer import rundir
+
+
+def _weights(path):
+    from trainer.tf_env import load_tf
+
+    _, keras = load_tf()
+    return keras.models.load_model(path, compile=False).get_weights()
+
+
+def _max_weight_diff(a, b) -> float:
+    return max(float(np.abs(x - y).max()) for x, y in zip(_weights(a), _weights(b), strict=True))
+
+
+def test_dataset_cuts_and_one_hot_encodes_windows():
+    from trainer.data import make_dataset
+
+    ids = np.arange(30, dtype=np.int32) % 7
+    starts = np.array([0, 4, 9], dtype=np.int64)
+    (x, y), *_ = list(make_dataset(ids, starts, seq_len=5, vocab_size=7, batch_size=3))
+    eye = np.eye(7, dtype=np.float32)
+    for row, start in enumerate(starts):
+        np.testing.assert_array_equal(x[row].numpy(), eye[ids[start : start + 5]])
+        np.testing.assert_array_equal(y[row].numpy(), eye[ids[start + 5]])
+
+
+def test_dataset_order_depends_only_on_seed_and_epoch():
+    from trainer.data import make_dataset
+
+    ids = np.arange(200, dtype=np.int32) % 11
+    starts = np.arange(0, 150, 2, dtype=np.int64)
+
+    def first_targets(seed):
+        ds = make_dataset(ids, starts, seq_len=4, vocab_size=11, batch_size=8, order_seed=seed)
+        return [b[1].numpy().argmax(-1).tolist() for b in ds]
+
+    assert first_targets([1, 0]) == first_targets([1, 0])
+    assert first_targets([1, 0]) != first_targets([1, 1])
+
+
+def test_run_directory_contents(trained_run):
+    for name in (
+        "model.keras",
+        "vocab.json",
+        "config.json",
+        "history.csv",
+        "samples.txt",
+        "state.json",
+        "checkpoint-epoch002.keras",
+    ):
+        assert (trained_run / name).is_file(), name
+    assert not list(trained_run.glob(".*.tmp*")), "temporary files left behind"
+    info = json.loads((trained_run / "config.json").read_text(encoding="utf-8"))
+    vocab = json.loads((trained_run / "vocab.json").read_text(encoding="utf-8"))
+    assert info["config"]["units"] == TINY["units"] and info["config"]["seed"] == TINY["seed"]
+    assert info["vocab_size"] == len(vocab) and vocab == sorted(set(vocab))
+    assert info["epochs_completed"] == 2 and info["best_epoch"] in (1, 2)
+    assert len(info["corpus"]["sha256"]) == 64 and "NFC" in info["text_policy"]
+    assert {"tensorflow", "tf_keras", "gru_edge"} <= set(info["versions"])
+    rows = list(csv.DictReader((trained_run / "history.csv").open(encoding="utf-8")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    for row in rows:
+        assert math.isclose(float(row["val_bpc"]), float(row["val_loss"]) / math.log(2))
+    best = min(float(r["val_loss"]) for r in rows)
+    assert math.isclose(info["best_val_loss"], best, rel_tol=1e-6)
+    samples = (trained_run / "samples.txt").read_text(encoding="utf-8")
+    for temperature in (0.2, 0.5, 1.0, 1.2):
+        assert samples.count(f"----- temperature {temperature}\n") == 2
+
+
+def test_best_model_is_the_best_epoch(trained_run):
+    info = json.loads((trained_run / "config.json").read_text(encoding="utf-8"))
+    if info["best_epoch"] == 2:
+        assert (
+            _max_weight_diff(trained_run / "model.keras", trained_run / "checkpoint-epoch002.keras")
+            == 0
+        )
+    else:
+        assert (
+            _max_weight_diff(trained_run / "model.keras", trained_run / "checkpoint-epoch002.keras")
+            > 0
+        )
+
+
+def test_same_seed_same_weights(tmp_path, tiny_corpus, trained_run):
+    from trainer.train import train
+
+    train(tiny_corpus, tmp_path / "again", {**TINY, "samples": False}, quiet=True)
+    assert _max_weight_diff(tmp_path / "again" / "model.keras", trained_run / "model.keras") == 0
+
+
+class _InterruptAt:
+    """A Keras callback standing in for Ctrl-C at a given batch of a given epoch."""
+
+    def __new__(cls, epoch: int, batch: int):
+        from trainer.tf_env import load_tf
+
+        _, keras = load_tf()
+
+        class Interrupt(keras.callbacks.Callback):
+            def on_epoch_begin(self, e, logs=None):
+                self.epoch = e
+
+            def on_train_batch_end(self, b, logs=None):
+                if self.epoch == epoch and b == batch:
+                    raise KeyboardInterrupt
+
+        return Interrupt()
+
+
+def test_interrupt_then_resume_equals_uninterrupted(tmp_path, tiny_corpus, trained_run):
+    from trainer.train import train
+
+    out = tmp_path / "interrupted"
+    options = {**TINY, "samples": False}
+    with pytest.raises(TrainingInterrupted, match="keeps the 1 completed epoch"):
+        train(tiny_corpus, out, options, quiet=True, callbacks=[_InterruptAt(epoch=1, batch=3)])
+    state = json.loads((out / "state.json").read_text(encoding="utf-8"))
+    assert state["epoch"] == 1
+    _weights(out / state["checkpoint"])  # the last completed checkpoint loads
+    _weights(out / "model.keras")
+    assert not list(out.glob(".*.tmp*"))
+
+    result = train(tiny_corpus, out, {"epochs": TINY["epochs"]}, resume=True, quiet=True)
+    assert result.epochs_completed == 2
+    # Same data order (seeded by epoch), same optimizer slots and learning rate from the
+    # checkpoint, same deterministic CPU kernels: the weights must match bit for bit. A tolerance
+    # of 1e-6 only allows for reduction-order noise should a kernel change threading.
+    diff = _max_weight_diff(
+        out / "checkpoint-epoch002.keras", trained_run / "checkpoint-epoch002.keras"
+    )
+    assert diff <= 1e-6
+    history = list(csv.DictReader((out / "history.csv").open(encoding="utf-8")))
+    reference = list(csv.DictReader((trained_run / "history.csv").open(encoding="utf-8")))
+    assert [r["val_loss"] for r in history] == [r["val_loss"] for r in reference]
+
+
+def test_resume_extends_epochs_and_keeps_learning_rate_state(tmp_path, tiny_corpus):
+    from trainer.train import train
+
+    out = tmp_path / "run"
+    # lr_patience 1 with a huge learning rate: the plateau logic must fire and be carried over.
+    options = {**TINY, "samples": False, "epochs": 1, "lr": 0.02}
+    train(tiny_corpus, out, options, quiet=True)
+    result = train(tiny_corpus, out, {"epochs": 3}, resume=True, quiet=True)
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    state = json.loads((out / "state.json").read_text(encoding="utf-8"))
+    assert state["epoch"] == 3 and state["checkpoint"] == rundir.checkpoint_name(3)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-epoch003.keras"]
+
+
+def test_no_validation_split_monitors_loss(tmp_path, tiny_corpus):
+    from trainer.train import train
+
+    result = train(
+        tiny_corpus,
+        tmp_path / "r",
+        {**TINY, "val_fraction": 0.0, "epochs": 1, "samples": False},
+        quiet=True,
+    )
+    info = json.loads((tmp_path / "r" / "config.json").read_text(encoding="utf-8"))
+    assert info["monitor"] == "loss" and info["best_val_loss"] is None
+    assert math.isclose(info["best_loss"], result.history[0]["loss"], rel_tol=1e-6)
+
+
+def test_mirrored_strategy_on_cpu_with_tensorboard(tmp_path, tiny_corpus):
+    from trainer.train import train
+
+    out = tmp_path / "mirrored"
+    result = train(
+        tiny_corpus,
+        out,
+        {**TINY, "epochs": 1, "samples": False, "strategy": "mirrored"},
+        quiet=True,
+        tensorboard=True,
+    )
+    assert math.isfinite(result.best_value)
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    _weights(out / "model.keras")
