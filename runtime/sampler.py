@@ -4,16 +4,25 @@ samples and the parity tests.
 It works in float64 and in log space, straight from logits, so it never raises on float32
 probabilities that sum past 1 and never yields NaN at tiny or huge temperatures
 (the notebook's ``log(p) / T`` does both).
+
+Generation calls it once per character, so the common case (float32 logits, no top-k/top-p)
+takes a short path of a few numpy calls; anything unusual takes the careful path, which gives
+the same numbers wherever both apply.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
 from runtime.errors import UsageError
+
+# Below this temperature, (z - max) / T could overflow float64 for float32 logits
+# (their spread is at most ~6.8e38), so the careful path handles it without warnings.
+_FAST_MIN_TEMPERATURE = 1e-200
 
 
 @dataclass(frozen=True)
@@ -40,28 +49,145 @@ def sample_ids(
     """Pick one id per row of ``logits`` ([batch, vocab] or [vocab]); returns int64 ids.
 
     Draws exactly one uniform number per row (none when greedy), so a seed fixes the text.
+    NaN logits are never picked; +inf logits share all the probability; a row with no usable
+    logit (all NaN or -inf) is sampled uniformly rather than raising mid-generation.
     """
-    z = np.array(logits, dtype=np.float64, ndmin=2)
+    if _fast_ok(logits, settings):
+        if logits.ndim == 1 or (logits.ndim == 2 and logits.shape[0] == 1):
+            index = _fast_one(logits.reshape(-1), settings.temperature, rng)
+            if index is not None:
+                return np.array([index], dtype=np.int64)
+        elif logits.ndim == 2 and logits.shape[1] < 256:
+            ids = _fast_batch(logits, settings.temperature, rng)
+            if ids is not None:
+                return ids
+    return _sample_careful(logits, settings, rng)
+
+
+def sample_one(logits: np.ndarray, settings: SamplingSettings, rng: np.random.Generator) -> int:
+    """``int(sample_ids(logits, settings, rng)[0])`` for one row ([vocab] or [1, vocab]),
+    the same id from the same draw, without building arrays: the per-character fast path."""
+    if logits.ndim > 1 and logits.shape[0] != 1:
+        raise ValueError(f"sample_one takes one row of logits, got shape {logits.shape}")
+    if _fast_ok(logits, settings):
+        index = _fast_one(logits.reshape(-1), settings.temperature, rng)
+        if index is not None:
+            return index
+    return int(_sample_careful(logits, settings, rng)[0])
+
+
+def _fast_ok(logits: np.ndarray, settings: SamplingSettings) -> bool:
+    return (
+        settings.top_k is None
+        and settings.top_p is None
+        and isinstance(logits, np.ndarray)
+        and logits.dtype == np.float32
+    )
+
+
+# The fast paths do the careful path's arithmetic in the same order (so the same seed picks the
+# same ids), minus the handling of NaN and infinite logits: a row maximum that is not finite
+# means such a logit, and they return None for the careful path to take over before any
+# random number is drawn. (A finite maximum makes every shifted value <= 0, -inf included.)
+
+_INF = math.inf
+_max = np.maximum.reduce  # skips ndarray.max's Python-level wrapper: this runs per character
+_cumsum = np.add.accumulate
+
+
+def _fast_one(row: np.ndarray, t: float, rng: np.random.Generator) -> int | None:
+    if t == 0:
+        index = int(row.argmax())  # argmax stops at a NaN, so checking the winner suffices
+        return index if row[index] == row[index] else None
+    if t < _FAST_MIN_TEMPERATURE:
+        return None
+    z = row.astype(np.float64)
+    top = _max(z)
+    if not -_INF < top < _INF:  # a NaN or +inf logit, or nothing above -inf
+        return None
+    z -= top
+    if t != 1:
+        z /= t
+    cdf = _cumsum(np.exp(z, out=z), out=z)
+    index = int(cdf.searchsorted(rng.random() * cdf[-1], "right"))
+    return index if index < len(cdf) else _last_weighted(cdf)
+
+
+def _fast_batch(logits: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray | None:
+    # Work on [vocab, batch]: numpy's reductions and cumulative sums along the last axis pay a
+    # per-row overhead that dominates for rows of ~70; along the first axis they vectorise.
+    if t == 0:
+        return None if np.isnan(logits).any() else logits.argmax(axis=1).astype(np.int64)
+    if t < _FAST_MIN_TEMPERATURE:
+        return None
+    z = np.array(logits.T, dtype=np.float64, order="C")
+    top = z.max(axis=0)
+    if not np.isfinite(top).all():
+        return None
+    z -= top
+    if t != 1:
+        z /= t
+    np.exp(z, out=z)
+    # A cumulative sum down the rows, one vectorised add per vocabulary entry: the same
+    # sequential order as np.cumsum along a row, so the same sums as the single-row path.
+    add = np.add
+    for prev, row in pairwise(z):
+        add(prev, row, out=row)
+    u = rng.random(z.shape[1]) * z[-1]
+    # count(cdf <= u) is the first index whose cdf exceeds u; summing uint8 avoids a cast.
+    ids = (z <= u).view(np.uint8).sum(axis=0, dtype=np.uint8).astype(np.int64)
+    return _fix_overshoot(ids, z.T)
+
+
+def _draw(cdf: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Inverse-CDF draw, one uniform per row, from unnormalised cumulative weights [batch, V]."""
+    u = rng.random(cdf.shape[0]) * cdf[:, -1]
+    return _fix_overshoot((cdf <= u[:, None]).sum(axis=1, dtype=np.int64), cdf)
+
+
+def _fix_overshoot(ids: np.ndarray, cdf: np.ndarray) -> np.ndarray:
+    # u rounds up to the total once in 2**53 draws: then take the last id with weight.
+    for row in np.flatnonzero(ids >= cdf.shape[1]):
+        ids[row] = _last_weighted(cdf[row])
+    return ids
+
+
+def _last_weighted(cdf_row: np.ndarray) -> int:
+    return int(np.argmax(cdf_row >= cdf_row[-1]))
+
+
+def _sample_careful(
+    logits: np.ndarray, settings: SamplingSettings, rng: np.random.Generator
+) -> np.ndarray:
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        return _careful(np.array(logits, dtype=np.float64, ndmin=2), settings, rng)
+
+
+def _careful(z: np.ndarray, settings: SamplingSettings, rng: np.random.Generator) -> np.ndarray:
     z[np.isnan(z)] = -np.inf  # a NaN logit is treated as impossible, never sampled
     if settings.temperature == 0:
-        ids = np.argmax(z, axis=1)
-    else:
-        # Shift before scaling: every value becomes <= 0, so dividing by a tiny temperature
-        # gives -inf (never inf - inf = NaN) and a huge one tends to uniform.
-        z -= z.max(axis=1, keepdims=True)
-        if settings.temperature != 1:
-            finite = np.isfinite(z)
-            z[finite] /= settings.temperature
-        if settings.top_k is not None and settings.top_k < z.shape[1]:
-            kth = np.partition(z, -settings.top_k, axis=1)[:, -settings.top_k, None]
-            z[z < kth] = -np.inf
-        weights = np.exp(z)
-        if settings.top_p is not None and settings.top_p < 1:
-            weights = _nucleus(weights, settings.top_p)
-        cdf = np.cumsum(weights, axis=1)
-        u = rng.random(len(cdf)) * cdf[:, -1]
-        ids = np.argmax(cdf > u[:, None], axis=1)
-    return ids.astype(np.int64)
+        return np.argmax(z, axis=1).astype(np.int64)
+    # +inf logits take all the probability, shared equally among them.
+    posinf = z == np.inf
+    has_inf = posinf.any(axis=1)
+    if has_inf.any():
+        z[has_inf] = np.where(posinf[has_inf], 0.0, -np.inf)
+    # A row with nothing usable becomes uniform.
+    dead = np.isneginf(z).all(axis=1)
+    if dead.any():
+        z[dead] = 0.0
+    # Shift before scaling: every value becomes <= 0, so dividing by a tiny temperature
+    # gives -inf (never inf - inf = NaN) and a huge one tends to uniform.
+    z -= z.max(axis=1, keepdims=True)
+    if settings.temperature != 1:
+        z /= settings.temperature
+    if settings.top_k is not None and settings.top_k < z.shape[1]:
+        kth = np.partition(z, -settings.top_k, axis=1)[:, -settings.top_k, None]
+        z[z < kth] = -np.inf
+    weights = np.exp(z)
+    if settings.top_p is not None and settings.top_p < 1:
+        weights = _nucleus(weights, settings.top_p)
+    return _draw(np.cumsum(weights, axis=1), rng)
 
 
 def _nucleus(weights: np.ndarray, top_p: float) -> np.ndarray:

@@ -1,0 +1,219 @@
+"""`gru-edge bench`: the notebook's generation loop and the ONNX runtime, side by side, in one run.
+
+Figures are medians of a few repeats in one process (this machine is shared and noisy), and every
+row is also shown as a ratio to the first row, which is what the targets are stated in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import MissingExtraError
+from runtime.generator import Generator
+from runtime.ortstep import OrtStep
+from runtime.sampler import SamplingSettings, sample_ids
+
+REPEATS = 3
+
+
+@dataclass
+class Row:
+    name: str
+    chars_per_s: float
+    ratio: float = 1.0  # to the first row
+
+
+@dataclass
+class BenchReport:
+    model: str
+    provider: str
+    threads: int | None
+    rows: list[Row] = field(default_factory=list)
+    load_s: float = 0.0  # Generator.load, median
+    first_char_s: float | None = None  # `gru-edge sample` in a fresh process, median
+    sampler_peak_rss_mb: float | None = None  # of those `gru-edge sample` processes
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_bench(
+    model_path: Path,
+    run_dir: Path | None = None,
+    *,
+    device: str = "cpu",
+    threads: int | None = 1,
+    log: Callable[[str], None] = lambda _m: None,
+) -> BenchReport:
+    """Measure every row; the Keras row only when TF is installed and ``run_dir`` is given."""
+    model_path = Path(model_path)
+    loads = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        generator = Generator.load(model_path, device=device, threads=threads)
+        loads.append(time.perf_counter() - started)
+    report = BenchReport(
+        str(model_path), generator.provider, threads, load_s=statistics.median(loads)
+    )
+    if run_dir is not None:
+        try:
+            report.rows.append(
+                Row(
+                    "notebook loop: Keras predict, 100-char window per char",
+                    _notebook_rate(Path(run_dir), generator, log),
+                )
+            )
+        except MissingExtraError as exc:
+            report.notes.append(f"Keras row skipped: {exc}")
+    else:
+        report.notes.append("Keras row skipped: pass --run-dir RUN_DIR (needs the [train] extra)")
+
+    def rate(chars: int, action: Callable[[], object]) -> float:
+        times = []
+        for _ in range(REPEATS):
+            started = time.perf_counter()
+            action()
+            times.append(time.perf_counter() - started)
+        return chars / statistics.median(times)
+
+    log("measuring ONNX window mode")
+    report.rows.append(
+        Row(
+            f"ONNX window mode ({generator.seq_len}-char window per char)",
+            rate(1000, lambda: generator.generate(length=1000, mode="window", seed=1)),
+        )
+    )
+    log("measuring ONNX stateful single stream")
+    report.rows.append(
+        Row(
+            "ONNX stateful, 1 stream, end to end (sampling + decoding)",
+            rate(20000, lambda: generator.generate(length=20000, seed=1)),
+        )
+    )
+    report.rows.append(
+        Row(
+            "ONNX stateful, 1 stream, model step only (no sampling)",
+            rate(20000, lambda: _steps_only(generator, 20000)),
+        )
+    )
+    for batch in (64, 256):
+        log(f"measuring ONNX stateful batch {batch}")
+        report.rows.append(
+            Row(
+                f"ONNX stateful, batch {batch}, aggregate",
+                rate(batch * 500, lambda b=batch: generator.generate_batch(b, length=500, seed=1)),
+            )
+        )
+    first = report.rows[0].chars_per_s
+    for row in report.rows:
+        row.ratio = row.chars_per_s / first
+    log("measuring `gru-edge sample` start-up in fresh processes")
+    report.first_char_s, report.sampler_peak_rss_mb = _fresh_process(model_path, threads)
+    return report
+
+
+def _steps_only(generator: Generator, steps: int) -> None:
+    """The floor under the end-to-end row: onnxruntime steps with the state carried, no sampling."""
+    step = OrtStep(
+        generator.model.session, batch=1, units=generator.units, vocab_size=len(generator.vocab)
+    )
+    ids = step.ids_buffer
+    _, state = step(ids, np.zeros((1, generator.units), dtype=np.float32))
+    for _ in range(steps):
+        _, state = step(ids, state)
+
+
+def _notebook_rate(run_dir: Path, generator: Generator, log: Callable[[str], None]) -> float:
+    """The notebook's loop: model.predict on the one-hot seq_len window, once per character."""
+    from trainer.rundir import load_run
+    from trainer.tf_env import load_tf
+
+    _, keras = load_tf("the Keras row of gru-edge bench")
+    run = load_run(run_dir)
+    model = keras.models.load_model(run.model_path, compile=False)
+    seq_len, vocab = run.info["config"]["seq_len"], len(run.vocab)
+    eye = np.eye(vocab, dtype=np.float32)
+    window = list(np.random.default_rng(0).integers(0, vocab, seq_len))
+    rng, settings = np.random.default_rng(0), SamplingSettings(temperature=1.0)
+    model.predict(eye[window][None], verbose=0)  # warm-up: the first call builds the graph
+    log("measuring the notebook loop (Keras predict per character)")
+    chars, times = 20, []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        for _ in range(chars):
+            probs = model.predict(eye[window][None], verbose=0)
+            with np.errstate(divide="ignore"):
+                new = int(sample_ids(np.log(probs), settings, rng)[0])
+            window = window[1:] + [new]
+        times.append(time.perf_counter() - started)
+    return chars / statistics.median(times)
+
+
+def _fresh_process(model_path: Path, threads: int | None) -> tuple[float | None, float | None]:
+    """Median time from spawning `gru-edge sample` to its first character on stdout, and the
+    largest peak RSS those processes report (`--verbose` prints it)."""
+    script = shutil.which("gru-edge", path=os.path.dirname(sys.executable)) or shutil.which(
+        "gru-edge"
+    )
+    if script is None:
+        return None, None
+    command = [
+        script,
+        "sample",
+        str(model_path),
+        "--length",
+        "2000",
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+        "--verbose",
+    ]
+    if threads:
+        command += ["--threads", str(threads)]
+    firsts, peaks = [], []
+    for _ in range(5):
+        started = time.perf_counter()
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            proc.stdout.read(1)
+            firsts.append(time.perf_counter() - started)
+            proc.stdout.read()
+            found = re.search(r"peak RSS (\d+) MB", proc.stderr.read().decode(errors="replace"))
+        if found:
+            peaks.append(float(found.group(1)))
+    return statistics.median(firsts), (max(peaks) if peaks else None)
+
+
+def format_report(report: BenchReport) -> str:
+    """A Markdown table plus the start-up and memory figures."""
+    lines = [
+        f"model {report.model}, provider {report.provider}, intra-op threads "
+        f"{report.threads or 'default'}, medians of {REPEATS}",
+        "",
+        "| mode | chars/s | ratio to first row |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {r.name} | {r.chars_per_s:,.0f} | {r.ratio:,.1f}x |" for r in report.rows]
+    lines += ["", f"- model load (Generator.load): {report.load_s * 1000:.1f} ms"]
+    if report.first_char_s is not None:
+        lines.append(
+            f"- first character of `gru-edge sample`, fresh process: "
+            f"{report.first_char_s:.3f} s (median of 5)"
+        )
+    if report.sampler_peak_rss_mb is not None:
+        lines.append(f"- `gru-edge sample` peak RSS: {report.sampler_peak_rss_mb:.0f} MB")
+    lines += [f"- note: {note}" for note in report.notes]
+    return "\n".join(lines)
