@@ -91,6 +91,7 @@ def set_metadata(model_proto: Any, run_info: dict[str, Any], vocab: list[str], o
     for key, value in stored.items():
         entry = model_proto.metadata_props.add()
         entry.key, entry.value = key, value
+    model_proto.producer_version = tf2onnx.__version__  # tf2onnx appends its git hash, "None"
     model_proto.doc_string = (
         "gru-edge character-level GRU: ids int64 [batch, time] + state float32 [batch, units] -> "
         "logits float32 [batch, vocab] + state_out; vocabulary in metadata_props"

@@ -13,6 +13,7 @@ from exporter.convert import convert, set_metadata
 from exporter.validate import Comparison, validate
 from runtime.errors import GruEdgeError, RunDirError
 from runtime.files import atomic_path
+from runtime.loader import load_model
 from trainer.model import build_stepper, gru_and_dense, step_function
 from trainer.rundir import load_run
 from trainer.tf_env import load_tf
@@ -79,21 +80,25 @@ def export_run(
         f"validating against Keras: 8 windows of {run.info['config']['seq_len']} ids, "
         f"a {len(probe_ids)}-step stateful rollout"
     )
-    comparisons = validate(
-        model,
-        step_function(stepper),
-        _onnx_step(payload),
-        vocab_size=len(run.vocab),
-        units=gru.units,
-        seq_len=run.info["config"]["seq_len"],
-        probe_ids=probe_ids,
-        atol=atol,
-    )
-    for comparison in comparisons:
-        log(comparison.line())
     try:
         with atomic_path(out) as tmp:
             tmp.write_bytes(payload)
+            # The file as written, opened by the runtime's own loader (contract, vocabulary,
+            # no external data): what `gru-edge sample` will see. Renamed into place only if
+            # every comparison passes.
+            loaded = load_model(tmp, device="cpu")
+            comparisons = validate(
+                model,
+                step_function(stepper),
+                _onnx_step(loaded.session),
+                vocab_size=len(run.vocab),
+                units=gru.units,
+                seq_len=run.info["config"]["seq_len"],
+                probe_ids=probe_ids,
+                atol=atol,
+            )
+            for comparison in comparisons:
+                log(comparison.line())
     except OSError as exc:
         raise ExportError(f"cannot write --out {out}: {exc.strerror}") from None
     ops = [node.op_type for node in model_proto.graph.node]
@@ -112,11 +117,8 @@ def _check_out(out: Path, force: bool) -> None:
         raise ExportError(f"cannot write --out {out}: folder {out.parent} is not writable")
 
 
-def _onnx_step(payload: bytes):
-    """A step function over an onnxruntime session built from the serialized model."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(payload, providers=["CPUExecutionProvider"])
+def _onnx_step(session):
+    """The contract's step function over an onnxruntime session."""
 
     def step(ids: np.ndarray, state: np.ndarray):
         logits, state_out = session.run(["logits", "state_out"], {"ids": ids, "state": state})

@@ -190,3 +190,48 @@ def test_mirrored_strategy_on_cpu_with_tensorboard(tmp_path, tiny_corpus):
     assert math.isfinite(result.best_value)
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
     _weights(out / "model.keras")
+
+
+def test_multi_worker_strategy_as_a_one_worker_cluster(tmp_path, tiny_corpus):
+    # MultiWorkerMirroredStrategy must be created before TensorFlow starts its runtime, so this
+    # runs in a fresh process: a cluster of one worker (the chief) on a loopback port.
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    tf_config = {
+        "cluster": {"worker": [f"127.0.0.1:{port}"]},
+        "task": {"type": "worker", "index": 0},
+    }
+    script = os.path.join(os.path.dirname(sys.executable), "gru-edge")
+    out = tmp_path / "mw"
+    args = [
+        script,
+        "train",
+        str(tiny_corpus),
+        "--out",
+        str(out),
+        "--strategy",
+        "multi-worker",
+        "--epochs",
+        "1",
+        "--units",
+        "16",
+        "--seq-len",
+        "20",
+        "--steps-per-epoch",
+        "4",
+        "--validation-steps",
+        "2",
+        "--no-samples",
+        "-q",
+    ]
+    env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert info["config"]["strategy"] == "multi-worker" and info["epochs_completed"] == 1
