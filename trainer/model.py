@@ -52,9 +52,11 @@ def build_stepper(model: Any) -> Any:
     state = keras.Input(shape=(units,), dtype="float32", name="state")
     one_hot = keras.layers.Lambda(lambda t: tf.one_hot(t, vocab), name="one_hot")(ids)
     twin_gru = keras.layers.GRU(units, return_state=True, name="gru", **_gru_options(gru))
-    last, state_out = twin_gru(one_hot, initial_state=state)
+    _, state_out = twin_gru(one_hot, initial_state=state)
     twin_dense = keras.layers.Dense(vocab, name="logits")
-    logits = twin_dense(last)
+    # A GRU's last output is its final state; reading the state lets tf2onnx drop the full
+    # output sequence and the Squeeze/Slice/Squeeze that picked its last step (10 nodes -> 7).
+    logits = twin_dense(state_out)
     twin = keras.Model([ids, state], [logits, state_out], name="char_gru_stepper")
     twin_gru.set_weights(gru.get_weights())
     twin_dense.set_weights(dense.get_weights())
