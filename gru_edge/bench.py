@@ -24,7 +24,7 @@ from runtime.generator import Generator
 from runtime.ortstep import OrtStep
 from runtime.sampler import SamplingSettings, sample_ids
 
-REPEATS = 3
+REPEATS = 5
 
 
 @dataclass

@@ -43,14 +43,17 @@ def build_stepper(model: Any) -> Any:
 
     Inputs ``ids`` int64 [batch, time] and ``state`` float32 [batch, units]; outputs ``logits``
     [batch, vocab] (pre-softmax, so softmax(logits) is the model's prediction) and ``state_out``.
-    The one-hot sits inside, so tf2onnx emits OneHot -> GRU instead of a [batch, time, vocab] input.
+    The one-hot sits inside, so the ONNX file takes ids, not a [batch, time, vocab] input.
     """
     tf, keras = load_tf()
     gru, dense = gru_and_dense(model)
     units, vocab = gru.units, dense.units
     ids = keras.Input(shape=(None,), dtype="int64", name="ids")
     state = keras.Input(shape=(units,), dtype="float32", name="state")
-    one_hot = keras.layers.Lambda(lambda t: tf.one_hot(t, vocab), name="one_hot")(ids)
+    # One-hot as rows of an identity matrix: tf2onnx emits a Gather, which costs ~7% fewer
+    # instructions per generation step than its OneHot (counted with callgrind; see README).
+    identity = np.eye(vocab, dtype=np.float32)
+    one_hot = keras.layers.Lambda(lambda t: tf.gather(identity, t), name="one_hot")(ids)
     twin_gru = keras.layers.GRU(units, return_state=True, name="gru", **_gru_options(gru))
     _, state_out = twin_gru(one_hot, initial_state=state)
     twin_dense = keras.layers.Dense(vocab, name="logits")
