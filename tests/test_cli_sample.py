@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_checks import assert_one_line_error
 from onnx_models import write_model
 from typer.testing import CliRunner
 
@@ -21,16 +22,6 @@ def _ok(*args: str):
     assert result.exit_code == 0, (result.stdout, result.stderr)
     assert "Traceback" not in result.output
     return result
-
-
-def _one_line_error(result, *needles: str) -> str:
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def test_sample_prints_the_prime_then_the_text(small_model, gen):
@@ -121,7 +112,7 @@ def test_a_failed_sample_leaves_an_existing_output_untouched(tmp_path, small_mod
     out = tmp_path / "keep.txt"
     out.write_text("precious", encoding="utf-8")
     result = runner.invoke(app, ["sample", str(small_model), "--prime", "€", "-o", str(out)])
-    _one_line_error(result, "'€'")
+    assert_one_line_error(result, "'€'")
     assert out.read_text(encoding="utf-8") == "precious"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
@@ -148,7 +139,7 @@ def test_a_failed_sample_leaves_an_existing_output_untouched(tmp_path, small_mod
     ],
 )
 def test_sample_errors_are_one_line(small_model, args, needles):
-    _one_line_error(runner.invoke(app, ["sample", str(small_model), *args]), *needles)
+    assert_one_line_error(runner.invoke(app, ["sample", str(small_model), *args]), *needles)
 
 
 def test_sample_refuses_bad_model_files(tmp_path, no_seq_len_model):
@@ -163,9 +154,9 @@ def test_sample_refuses_bad_model_files(tmp_path, no_seq_len_model):
     broken = write_model(tmp_path / "novocab.onnx", units=8, metadata={"vocabulary": None})
     cases.append(([str(broken)], ["has no 'vocabulary' metadata"]))
     for args, needles in cases:
-        _one_line_error(runner.invoke(app, ["sample", *args]), *needles)
+        assert_one_line_error(runner.invoke(app, ["sample", *args]), *needles)
         if "--mode" not in args:
-            _one_line_error(runner.invoke(app, ["info", *args]), *needles)
+            assert_one_line_error(runner.invoke(app, ["info", *args]), *needles)
 
 
 def test_cuda_without_the_gpu_build_is_a_one_line_error(small_model):
@@ -174,7 +165,7 @@ def test_cuda_without_the_gpu_build_is_a_one_line_error(small_model):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime offers CUDA")
     result = runner.invoke(app, ["sample", str(small_model), "--device", "cuda"])
-    _one_line_error(result, "pip install 'gru-edge[gpu]'")
+    assert_one_line_error(result, "pip install 'gru-edge[gpu]'")
 
 
 def test_info_shows_metadata_vocabulary_signature_and_providers(small_model):

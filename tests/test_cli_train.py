@@ -6,6 +6,7 @@ import json
 import sys
 
 import pytest
+from cli_checks import assert_one_line_error
 from run_fixtures import TINY
 from typer.testing import CliRunner
 
@@ -20,15 +21,6 @@ def _tiny_args() -> list[str]:
         if key != "sample_length":
             args += [f"--{key.replace('_', '-')}", str(value)]
     return args
-
-
-def _assert_one_line_error(result, *needles: str) -> None:
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 def test_train_cli_end_to_end(tmp_path, tiny_corpus):
@@ -95,19 +87,19 @@ def test_train_bad_input(tmp_path, corpus_bytes, extra, needles):
         corpus.write_bytes(corpus_bytes)
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", str(corpus), "--out", str(out), *extra])
-    _assert_one_line_error(result, *needles)
+    assert_one_line_error(result, *needles)
     assert not out.exists(), "a failed train must not leave a run directory"
 
 
 def test_train_directory_as_corpus(tmp_path):
     result = runner.invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "run")])
-    _assert_one_line_error(result, "is a directory")
+    assert_one_line_error(result, "is a directory")
 
 
 def test_existing_run_needs_resume_or_force(tmp_path, tiny_corpus, trained_run):
     before = {p.name: p.stat().st_mtime_ns for p in trained_run.iterdir()}
     result = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(trained_run)])
-    _assert_one_line_error(result, "already holds a run", "--resume", "--force")
+    assert_one_line_error(result, "already holds a run", "--resume", "--force")
     assert {p.name: p.stat().st_mtime_ns for p in trained_run.iterdir()} == before
 
 
@@ -137,7 +129,7 @@ def test_out_that_is_not_a_run_is_refused(tmp_path, tiny_corpus):
     (out / "thesis.tex").write_text("do not delete", encoding="utf-8")
     for extra in ([], ["--force"]):
         result = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(out), *extra])
-        _assert_one_line_error(result, "holds no gru-edge run")
+        assert_one_line_error(result, "holds no gru-edge run")
     assert (out / "thesis.tex").read_text(encoding="utf-8") == "do not delete"
 
 
@@ -145,7 +137,7 @@ def test_resume_against_another_corpus(tmp_path, trained_run):
     other = tmp_path / "other.txt"
     other.write_text("a different corpus entirely. " * 40, encoding="utf-8")
     result = runner.invoke(app, ["train", str(other), "--out", str(trained_run), "--resume"])
-    _assert_one_line_error(result, "is not the corpus this run was trained on")
+    assert_one_line_error(result, "is not the corpus this run was trained on")
 
 
 def test_resume_with_a_changed_option(tiny_corpus, trained_run):
@@ -163,24 +155,24 @@ def test_resume_with_a_changed_option(tiny_corpus, trained_run):
             "5",
         ],
     )
-    _assert_one_line_error(result, "--units 64 differs from the run's 16")
+    assert_one_line_error(result, "--units 64 differs from the run's 16")
 
 
 def test_resume_without_a_run(tmp_path, tiny_corpus):
     result = runner.invoke(
         app, ["train", str(tiny_corpus), "--out", str(tmp_path / "none"), "--resume"]
     )
-    _assert_one_line_error(result, "holds no resumable run")
+    assert_one_line_error(result, "holds no resumable run")
 
 
 def test_resume_of_a_finished_run_needs_more_epochs(tiny_corpus, trained_run):
     result = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(trained_run), "--resume"])
-    _assert_one_line_error(result, "already completed 2 epochs", "larger --epochs")
+    assert_one_line_error(result, "already completed 2 epochs", "larger --epochs")
 
 
 def test_train_without_the_train_extra(tmp_path, tiny_corpus, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # `import tensorflow` now fails
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(out)])
-    _assert_one_line_error(result, "pip install 'gru-edge[train]'")
+    assert_one_line_error(result, "pip install 'gru-edge[train]'")
     assert not out.exists()

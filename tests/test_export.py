@@ -7,21 +7,13 @@ import shutil
 import sys
 
 import pytest
+from cli_checks import assert_one_line_error
 from typer.testing import CliRunner
 
 from gru_edge.cli import app
 from runtime.errors import ExportValidationError
 
 runner = CliRunner()
-
-
-def _assert_one_line_error(result, *needles: str) -> None:
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 def test_export_cli_prints_the_comparisons(tmp_path, trained_run):
@@ -61,7 +53,7 @@ def test_atol_zero_is_honoured(tmp_path, trained_run):
     result = runner.invoke(
         app, ["export", str(trained_run), "--out", str(tmp_path / "m.onnx"), "--atol", "0"]
     )
-    _assert_one_line_error(result, "does not match Keras", "MISMATCH")
+    assert_one_line_error(result, "does not match Keras", "MISMATCH")
     assert not (tmp_path / "m.onnx").exists()
 
 
@@ -92,7 +84,7 @@ def test_export_bad_run_dir(tmp_path, trained_run, breakage, needles):
     run = _broken_run(tmp_path, trained_run, breakage)
     out = tmp_path / "m.onnx"
     result = runner.invoke(app, ["export", str(run), "--out", str(out)])
-    _assert_one_line_error(result, *needles)
+    assert_one_line_error(result, *needles)
     assert not out.exists()
 
 
@@ -100,7 +92,7 @@ def test_existing_out_needs_force(tmp_path, trained_run):
     out = tmp_path / "m.onnx"
     out.write_bytes(b"precious")
     result = runner.invoke(app, ["export", str(trained_run), "--out", str(out)])
-    _assert_one_line_error(result, "already exists", "--force")
+    assert_one_line_error(result, "already exists", "--force")
     assert out.read_bytes() == b"precious"
     result = runner.invoke(app, ["export", str(trained_run), "--out", str(out), "--force", "-q"])
     assert result.exit_code == 0, result.output
@@ -121,10 +113,10 @@ def test_existing_out_needs_force(tmp_path, trained_run):
 def test_unwritable_out(tmp_path, trained_run, make_out, needles):
     out = make_out(tmp_path)
     result = runner.invoke(app, ["export", str(trained_run), "--out", str(out)])
-    _assert_one_line_error(result, *needles)
+    assert_one_line_error(result, *needles)
 
 
 def test_export_without_the_train_extra(tmp_path, trained_run, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", None)
     result = runner.invoke(app, ["export", str(trained_run), "--out", str(tmp_path / "m.onnx")])
-    _assert_one_line_error(result, "pip install 'gru-edge[train]'")
+    assert_one_line_error(result, "pip install 'gru-edge[train]'")
