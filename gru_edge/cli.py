@@ -6,17 +6,44 @@ TensorFlow-backed modules are imported inside the commands that need them, so `s
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from gru_edge.memory import peak_rss_mb
 from gru_edge.sampling import run_sample
 from runtime.errors import GruEdgeError
 
+
+class _OneLineErrors(TyperGroup):
+    """Values the option parser rejects (`--units abc`, a missing argument) get the same
+    one-line `Error: ...` as the library's errors, instead of a usage box."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            typer.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except typer.TyperException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                return super().main(*args, **kwargs)  # bare `gru-edge`: the help, as usual
+            ctx = getattr(exc, "ctx", None)
+            hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+            message = " ".join(getattr(exc, "format_message", exc.__str__)().split()).rstrip(".")
+            typer.echo(f"Error: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
