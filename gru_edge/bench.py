@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import MissingExtraError
+from runtime.errors import MissingExtraError, UsageError
 from runtime.generator import Generator
 from runtime.ortstep import OrtStep
 from runtime.sampler import SamplingSettings, sample_ids
 
-REPEATS = 5
+DEFAULT_REPEATS = 5
 
 
 @dataclass
@@ -39,6 +39,7 @@ class BenchReport:
     model: str
     provider: str
     threads: int | None
+    repeats: int
     rows: list[Row] = field(default_factory=list)
     load_s: float = 0.0  # Generator.load, median
     first_char_s: float | None = None  # `gru-edge sample` in a fresh process, median
@@ -55,24 +56,27 @@ def run_bench(
     *,
     device: str = "cpu",
     threads: int | None = 1,
+    repeats: int = DEFAULT_REPEATS,
     log: Callable[[str], None] = lambda _m: None,
 ) -> BenchReport:
     """Measure every row; the Keras row only when TF is installed and ``run_dir`` is given."""
     model_path = Path(model_path)
+    if repeats < 1:
+        raise UsageError(f"--repeats must be at least 1, got {repeats}")
     loads = []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         started = time.perf_counter()
         generator = Generator.load(model_path, device=device, threads=threads)
         loads.append(time.perf_counter() - started)
     report = BenchReport(
-        str(model_path), generator.provider, threads, load_s=statistics.median(loads)
+        str(model_path), generator.provider, threads, repeats, load_s=statistics.median(loads)
     )
     if run_dir is not None:
         try:
             report.rows.append(
                 Row(
                     "notebook loop: Keras predict, 100-char window per char",
-                    _notebook_rate(Path(run_dir), generator, log),
+                    _notebook_rate(Path(run_dir), generator, repeats, log),
                 )
             )
         except MissingExtraError as exc:
@@ -82,7 +86,7 @@ def run_bench(
 
     def rate(chars: int, action: Callable[[], object]) -> float:
         times = []
-        for _ in range(REPEATS):
+        for _ in range(repeats):
             started = time.perf_counter()
             action()
             times.append(time.perf_counter() - started)
@@ -120,7 +124,7 @@ def run_bench(
     for row in report.rows:
         row.ratio = row.chars_per_s / first
     log("measuring `gru-edge sample` start-up in fresh processes")
-    report.first_char_s, report.sampler_peak_rss_mb = _fresh_process(model_path, threads)
+    report.first_char_s, report.sampler_peak_rss_mb = _fresh_process(model_path, threads, repeats)
     return report
 
 
@@ -135,7 +139,9 @@ def _steps_only(generator: Generator, steps: int) -> None:
         _, state = step(ids, state)
 
 
-def _notebook_rate(run_dir: Path, generator: Generator, log: Callable[[str], None]) -> float:
+def _notebook_rate(
+    run_dir: Path, generator: Generator, repeats: int, log: Callable[[str], None]
+) -> float:
     """The notebook's loop: model.predict on the one-hot seq_len window, once per character."""
     from trainer.rundir import load_run
     from trainer.tf_env import load_tf
@@ -150,7 +156,7 @@ def _notebook_rate(run_dir: Path, generator: Generator, log: Callable[[str], Non
     model.predict(eye[window][None], verbose=0)  # warm-up: the first call builds the graph
     log("measuring the notebook loop (Keras predict per character)")
     chars, times = 20, []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         started = time.perf_counter()
         for _ in range(chars):
             probs = model.predict(eye[window][None], verbose=0)
@@ -161,7 +167,9 @@ def _notebook_rate(run_dir: Path, generator: Generator, log: Callable[[str], Non
     return chars / statistics.median(times)
 
 
-def _fresh_process(model_path: Path, threads: int | None) -> tuple[float | None, float | None]:
+def _fresh_process(
+    model_path: Path, threads: int | None, repeats: int
+) -> tuple[float | None, float | None]:
     """Median time from spawning `gru-edge sample` to its first character on stdout, and the
     largest peak RSS those processes report (`--verbose` prints it)."""
     script = shutil.which("gru-edge", path=os.path.dirname(sys.executable)) or shutil.which(
@@ -184,7 +192,7 @@ def _fresh_process(model_path: Path, threads: int | None) -> tuple[float | None,
     if threads:
         command += ["--threads", str(threads)]
     firsts, peaks = [], []
-    for _ in range(5):
+    for _ in range(repeats):
         started = time.perf_counter()
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
             assert proc.stdout is not None and proc.stderr is not None
@@ -201,7 +209,7 @@ def format_report(report: BenchReport) -> str:
     """A Markdown table plus the start-up and memory figures."""
     lines = [
         f"model {report.model}, provider {report.provider}, intra-op threads "
-        f"{report.threads or 'default'}, medians of {REPEATS}",
+        f"{report.threads or 'default'}, medians of {report.repeats}",
         "",
         "| mode | chars/s | ratio to first row |",
         "|---|---:|---:|",
@@ -210,8 +218,7 @@ def format_report(report: BenchReport) -> str:
     lines += ["", f"- model load (Generator.load): {report.load_s * 1000:.1f} ms"]
     if report.first_char_s is not None:
         lines.append(
-            f"- first character of `gru-edge sample`, fresh process: "
-            f"{report.first_char_s:.3f} s (median of 5)"
+            f"- first character of `gru-edge sample`, fresh process: {report.first_char_s:.3f} s"
         )
     if report.sampler_peak_rss_mb is not None:
         lines.append(f"- `gru-edge sample` peak RSS: {report.sampler_peak_rss_mb:.0f} MB")

@@ -398,6 +398,7 @@ def bench(
     ] = None,
     device: Annotated[str, typer.Option(metavar="[auto|cpu|cuda]")] = "cpu",
     threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads.")] = 1,
+    repeats: Annotated[int, typer.Option(help="Measurements per figure; the median is shown.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Measure chars/s of the notebook's loop and of the ONNX runtime, side by side."""
@@ -405,7 +406,7 @@ def bench(
     def action():
         from gru_edge.bench import run_bench
 
-        return run_bench(model, run_dir, device=device, threads=threads, log=_err)
+        return run_bench(model, run_dir, device=device, threads=threads, repeats=repeats, log=_err)
 
     report = _run(action)
     if as_json:

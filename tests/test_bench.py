@@ -1,0 +1,47 @@
+"""`gru-edge bench`: every row measured, ratios to the first row, start-up and memory figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cli_checks import assert_one_line_error
+from typer.testing import CliRunner
+
+from gru_edge.bench import format_report, run_bench
+from gru_edge.cli import app
+
+runner = CliRunner()
+
+
+def test_bench_with_the_notebook_row(exported_model, trained_run):
+    result = runner.invoke(
+        app,
+        ["bench", str(exported_model), "--run-dir", str(trained_run), "--repeats", "1", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    names = [row["name"] for row in report["rows"]]
+    assert names[0].startswith("notebook loop: Keras predict")
+    assert any("batch 256" in name for name in names) and any("window" in name for name in names)
+    first = report["rows"][0]["chars_per_s"]
+    for row in report["rows"]:
+        assert row["chars_per_s"] > 0
+        assert row["ratio"] == pytest.approx(row["chars_per_s"] / first)
+    assert report["provider"] == "CPUExecutionProvider" and report["threads"] == 1
+    assert 0 < report["first_char_s"] < 60
+    assert 10 < report["sampler_peak_rss_mb"] < 2000
+    assert report["notes"] == []
+
+
+def test_bench_without_a_run_dir_says_why_the_keras_row_is_missing(exported_model):
+    report = run_bench(exported_model, repeats=1)
+    assert not any(row.name.startswith("notebook") for row in report.rows)
+    assert report.rows[0].ratio == 1.0
+    text = format_report(report)
+    assert "| ONNX window mode" in text and "Keras row skipped: pass --run-dir" in text
+
+
+def test_bench_bad_repeats(exported_model):
+    result = runner.invoke(app, ["bench", str(exported_model), "--repeats", "0"])
+    assert_one_line_error(result, "--repeats must be at least 1, got 0")
