@@ -12,6 +12,7 @@ import io
 import math
 import os
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -133,7 +134,7 @@ def train(
         else:
             model = build_model(corpus.vocab_size, config)
     model.optimizer.learning_rate.assign(state.lr)
-    fit_callbacks = list(callbacks or [])
+    fit_callbacks = [*(callbacks or []), _one_epoch(keras)]
     if tensorboard:
         fit_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / rundir.TENSORBOARD)))
 
@@ -141,6 +142,9 @@ def train(
         f"training on {corpus.path} ({len(train_ids):,} chars, {len(train_starts):,} windows; "
         f"held out {len(val_ids):,} chars), vocabulary {corpus.vocab_size}, seed {config.seed}"
     )
+    # The progress bar with ETA on a terminal; in a log file, Keras' one line per epoch instead of
+    # hundreds of carriage-return updates.
+    progress = 1 if sys.stdout.isatty() else 2
     epoch = state.epoch
     try:
         for epoch in range(state.epoch, config.epochs):
@@ -160,9 +164,10 @@ def train(
             fit = model.fit(
                 train_ds,
                 validation_data=val_ds,
-                epochs=epoch + 1,
+                # The run's real epoch count (so Keras prints "Epoch 3/20"); _one_epoch stops it.
+                epochs=config.epochs,
                 initial_epoch=epoch,
-                verbose=0 if quiet else 1,
+                verbose=0 if quiet else progress,
                 callbacks=fit_callbacks,
                 shuffle=False,
             )
@@ -187,6 +192,16 @@ def train(
             f"epoch(s); continue with: gru-edge train {corpus_path} --out {out} --resume"
         ) from None
     return TrainResult(out, state.epoch, state.best_epoch, state.best, state.history)
+
+
+def _one_epoch(keras):
+    """A callback that ends ``fit`` after one epoch: our loop saves between epochs."""
+
+    class OneEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    return OneEpoch()
 
 
 def _end_of_epoch(model, state: _State, row: dict, value: float, config: TrainConfig) -> bool:
