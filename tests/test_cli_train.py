@@ -176,3 +176,22 @@ def test_train_without_the_train_extra(tmp_path, tiny_corpus, monkeypatch):
     result = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(out)])
     assert_one_line_error(result, "pip install 'gru-edge[train]'")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("state_text", "needle"),
+    [
+        ("{not json", "is not valid JSON"),
+        ('{"epochs_done": 3}', "is not a gru-edge training state"),
+    ],
+)
+def test_resume_with_a_damaged_state_file(tmp_path, tiny_corpus, trained_run, state_text, needle):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "state.json").write_text(state_text, encoding="utf-8")
+    result = runner.invoke(
+        app, ["train", str(tiny_corpus), "--out", str(run), "--resume", "--epochs", "5"]
+    )
+    assert_one_line_error(result, needle)

@@ -93,16 +93,15 @@ def train(
     tf, keras = load_tf("gru-edge train")  # before anything touches the run directory
     if resume:
         config, state, info = _load_for_resume(out, corpus, options)
+        config.validate()
     else:
-        config = TrainConfig(**options)
+        config, info = TrainConfig(**options), None
         config.validate()
         check_length(len(corpus.text), config.seq_len, config.val_fraction)
         if config.seed is None:
             config.seed = secrets.randbelow(2**31)
         rundir.prepare_fresh(out, force)
         state = _State(lr=config.lr)
-        info = None
-    config.validate()
     if state.epoch >= config.epochs:
         raise UsageError(
             f"the run in {out} already completed {state.epoch} epochs; "
@@ -321,7 +320,12 @@ def _load_for_resume(out: Path, corpus: Corpus, options: dict[str, Any]):
                 f"{getattr(config, key)}; drop {flag} or start a new run"
             )
     info["config"] = config.to_dict()
-    state = _State(**state_json)
+    try:
+        state = _State(**state_json)
+    except TypeError:
+        raise RunDirError(
+            f"--resume: {out / rundir.STATE} is not a gru-edge training state; start a new run"
+        ) from None
     if not state.checkpoint or not (out / state.checkpoint).exists():
         raise RunDirError(f"--resume: checkpoint {state.checkpoint} is missing from {out}")
     return config, state, info
