@@ -14,6 +14,7 @@ from exporter.validate import Comparison, validate
 from runtime.errors import GruEdgeError, RunDirError
 from runtime.files import atomic_path
 from runtime.loader import load_model
+from runtime.ortstep import OrtStep
 from trainer.model import build_stepper, gru_and_dense, step_function
 from trainer.rundir import load_run
 from trainer.tf_env import load_tf
@@ -90,7 +91,9 @@ def export_run(
             comparisons = validate(
                 model,
                 step_function(stepper),
-                _onnx_step(loaded.session),
+                # The runtime's own step (I/O binding once the state is its own): the path
+                # `gru-edge sample` takes is the one validated.
+                OrtStep(loaded.session, batch=1, units=gru.units, vocab_size=len(run.vocab)),
                 vocab_size=len(run.vocab),
                 units=gru.units,
                 seq_len=run.info["config"]["seq_len"],
@@ -115,13 +118,3 @@ def _check_out(out: Path, force: bool) -> None:
         raise ExportError(f"cannot write --out {out}: folder {out.parent} does not exist")
     if not os.access(out.parent, os.W_OK):
         raise ExportError(f"cannot write --out {out}: folder {out.parent} is not writable")
-
-
-def _onnx_step(session):
-    """The contract's step function over an onnxruntime session."""
-
-    def step(ids: np.ndarray, state: np.ndarray):
-        logits, state_out = session.run(["logits", "state_out"], {"ids": ids, "state": state})
-        return logits, state_out
-
-    return step
