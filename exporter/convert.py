@@ -6,18 +6,18 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-import gru_edge
-from runtime.contract import (
+from gru_edge.runtime.contract import (
     FORMAT,
     INPUT_IDS,
     INPUT_STATE,
     META_VOCABULARY,
     OUTPUT_LOGITS,
     OUTPUT_STATE,
-    encode_vocabulary,
 )
-from runtime.errors import ExportValidationError
-from trainer.tf_env import load_tf
+from gru_edge.runtime.errors import ExportValidationError
+from gru_edge.runtime.version import __version__
+from gru_edge.runtime.vocabulary import Vocabulary
+from gru_edge.trainer.tf_env import load_tf
 
 # tf2onnx turns a Keras 3 GRU into these; the contract needs the fused GRU op (see trainer/tf_env).
 SLOW_OPS = {"Loop", "Scan"}
@@ -59,7 +59,7 @@ def _name_dynamic_dims(model_proto: Any) -> None:
             dims[1].dim_param = "time"
 
 
-def set_metadata(model_proto: Any, run_info: dict[str, Any], vocab: list[str], opset: int) -> dict:
+def set_metadata(model_proto: Any, run_info: dict[str, Any], vocab: Vocabulary, opset: int) -> dict:
     """Write the contract's metadata_props (tf2onnx has no API for custom metadata)."""
     tf, keras = load_tf()
     import tf2onnx
@@ -78,7 +78,7 @@ def set_metadata(model_proto: Any, run_info: dict[str, Any], vocab: list[str], o
         "best_epoch": run_info.get("best_epoch"),
         "best_val_loss": best_loss,
         "best_val_bpc": run_info.get("best_val_bpc"),
-        "gru_edge_version": gru_edge.__version__,
+        "gru_edge_version": __version__,
         "tensorflow_version": tf.__version__,
         "tf_keras_version": keras.__version__,
         "tf2onnx_version": tf2onnx.__version__,
@@ -86,7 +86,7 @@ def set_metadata(model_proto: Any, run_info: dict[str, Any], vocab: list[str], o
         "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     }
     stored = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-    stored[META_VOCABULARY] = encode_vocabulary(vocab)
+    stored[META_VOCABULARY] = vocab.to_json()
     del model_proto.metadata_props[:]
     for key, value in stored.items():
         entry = model_proto.metadata_props.add()

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter.convert import convert, set_metadata
-from exporter.validate import Comparison, validate
-from runtime.errors import GruEdgeError, RunDirError
-from runtime.files import atomic_path
-from runtime.loader import load_model
-from runtime.ortstep import OrtStep
-from trainer.model import build_stepper, gru_and_dense, step_function
-from trainer.rundir import load_run
-from trainer.tf_env import load_tf
+from gru_edge.exporter.convert import convert, set_metadata
+from gru_edge.exporter.validate import Comparison, validate
+from gru_edge.runtime.errors import GruEdgeError, RunDirError
+from gru_edge.runtime.files import atomic_path
+from gru_edge.runtime.loader import load_model
+from gru_edge.runtime.ortstep import OrtStep
+from gru_edge.trainer.model import build_stepper, gru_and_dense, step_function
+from gru_edge.trainer.rundir import load_run
+from gru_edge.trainer.tf_env import load_tf
 
 MIN_ROLLOUT, MAX_ROLLOUT = 200, 500
 
@@ -72,8 +72,7 @@ def export_run(
     payload = model_proto.SerializeToString()
 
     probe = run.info.get("probe_text") or ""
-    index = {c: i for i, c in enumerate(run.vocab)}
-    probe_ids = np.array([index[c] for c in probe if c in index][:MAX_ROLLOUT], dtype=np.int64)
+    probe_ids = run.vocab.encode(probe, skip_unknown=True)[:MAX_ROLLOUT]
     if len(probe_ids) < MIN_ROLLOUT:  # a tiny corpus: pad the rollout with seeded ids
         extra = np.random.default_rng(1).integers(0, len(run.vocab), MIN_ROLLOUT - len(probe_ids))
         probe_ids = np.concatenate([probe_ids, extra])

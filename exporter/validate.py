@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.errors import ExportValidationError
+from gru_edge.runtime.errors import ExportValidationError
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,53 @@
-"""gru-edge: train a character-level GRU, export it to ONNX, sample it anywhere."""
+"""gru-edge: train a character-level GRU, export it to ONNX, sample it anywhere.
+
+The public API::
+
+    from gru_edge import Generator, GenerationOptions, GruEdgeError
+
+``Generator`` and ``GenerationOptions`` load lazily, so ``import gru_edge`` (and the CLI's
+start-up) does not import onnxruntime or numpy.
+"""
 
 from typing import Any
 
-__version__ = "0.1.0"
-__all__ = ["Generator", "__version__"]
+from gru_edge.runtime.errors import (
+    CorpusError,
+    DeviceError,
+    ExportValidationError,
+    GruEdgeError,
+    MissingExtraError,
+    ModelFileError,
+    PrimeError,
+    RunDirError,
+    TrainingInterrupted,
+    UsageError,
+)
+from gru_edge.runtime.version import __version__
+
+__all__ = [
+    "CorpusError",
+    "DeviceError",
+    "ExportValidationError",
+    "GenerationOptions",
+    "Generator",
+    "GruEdgeError",
+    "MissingExtraError",
+    "ModelFileError",
+    "PrimeError",
+    "RunDirError",
+    "TrainingInterrupted",
+    "UsageError",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so that `import gru_edge` (and the CLI's start-up) does not load onnxruntime.
     if name == "Generator":
-        from runtime.generator import Generator
+        from gru_edge.runtime.generator import Generator
 
         return Generator
+    if name == "GenerationOptions":
+        from gru_edge.runtime.options import GenerationOptions
+
+        return GenerationOptions
     raise AttributeError(f"module 'gru_edge' has no attribute {name!r}")

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import MissingExtraError, UsageError
-from runtime.generator import Generator
-from runtime.ortstep import OrtStep
-from runtime.sampler import SamplingSettings, sample_ids
+from gru_edge.runtime.errors import MissingExtraError, UsageError
+from gru_edge.runtime.generator import Generator
+from gru_edge.runtime.ortstep import OrtStep
+from gru_edge.runtime.sampler import SamplingSettings, sample_ids
 
 DEFAULT_REPEATS = 5
 
@@ -143,8 +143,8 @@ def _notebook_rate(
     run_dir: Path, generator: Generator, repeats: int, log: Callable[[str], None]
 ) -> float:
     """The notebook's loop: model.predict on the one-hot seq_len window, once per character."""
-    from trainer.rundir import load_run
-    from trainer.tf_env import load_tf
+    from gru_edge.trainer.rundir import load_run
+    from gru_edge.trainer.tf_env import load_tf
 
     _, keras = load_tf("the Keras row of gru-edge bench")
     run = load_run(run_dir)

@@ -11,14 +11,13 @@ reuse its logits buffer.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
 
 import numpy as np
 
-from runtime.sampler import SamplingSettings, sample_ids, sample_one
+from gru_edge.runtime.options import Mode
+from gru_edge.runtime.sampler import SamplingSettings, sample_ids, sample_one
 
 StepFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-Mode = Literal["stateful", "window"]
 # A long prime (a whole --prime-file) is fed in pieces: the graph one-hot encodes its input, so
 # one piece costs time x batch x vocab floats of memory.
 PRIME_CHUNK = 2048

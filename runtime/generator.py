@@ -3,7 +3,9 @@
     gen = Generator.load("model.onnx")
     text = gen.generate("Shall I compare thee", length=200, temperature=0.8, seed=1)
 
-``generate`` returns the continuation only (not the prime); the CLI prints the prime first.
+Every generating method takes its settings either as keywords (``length=200, seed=1``) or as one
+``GenerationOptions`` (``options=...``), the keywords overriding it; both are validated in one
+place, GenerationOptions. ``generate`` returns the continuation only (not the prime).
 """
 
 from __future__ import annotations
@@ -11,18 +13,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from runtime.errors import PrimeError, UsageError
-from runtime.generation import Mode, generate_ids, generate_one
-from runtime.loader import DEFAULT_MAX_BYTES, LoadedModel, load_model
-from runtime.ortstep import OrtStep
-from runtime.sampler import SamplingSettings
-from runtime.text import normalize_text
+from gru_edge.runtime.errors import PrimeError, UsageError
+from gru_edge.runtime.generation import generate_ids, generate_one
+from gru_edge.runtime.loader import DEFAULT_MAX_BYTES, LoadedModel, load_model
+from gru_edge.runtime.options import GenerationOptions, Unknown
+from gru_edge.runtime.ortstep import OrtStep
+from gru_edge.runtime.text import normalize_text
+from gru_edge.runtime.vocabulary import Vocabulary
 
-Unknown = Literal["error", "skip"]
 _MAX_LISTED = 20  # unknown characters named in a PrimeError
 
 
@@ -36,9 +38,6 @@ class Generator:
 
     def __init__(self, model: LoadedModel):
         self.model = model
-        self._index = {char: i for i, char in enumerate(model.vocab)}
-        # Code points of the vocabulary, to decode a whole batch with one lookup per row.
-        self._codes = np.array([ord(c) for c in model.vocab], dtype="<u4")
         self.last_seed: int | None = None
         self.last_prime: str = ""
         self.last_skipped: list[str] = []
@@ -52,11 +51,11 @@ class Generator:
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> Generator:
-        """Load and check ``path`` (see runtime.loader) on "auto", "cpu" or "cuda"."""
+        """Load and check ``path`` (see gru_edge.runtime.loader) on "auto", "cpu" or "cuda"."""
         return cls(load_model(Path(path), device=device, threads=threads, max_bytes=max_bytes))
 
     @property
-    def vocab(self) -> list[str]:
+    def vocab(self) -> Vocabulary:
         """The characters the model knows; index = id."""
         return self.model.vocab
 
@@ -91,9 +90,9 @@ class Generator:
         """
         if unknown not in ("error", "skip"):
             raise UsageError(f"unknown must be 'error' or 'skip', got {unknown!r}")
+        vocab = self.vocab
         text = normalize_text(prime) if prime else ""
-        index = self._index
-        missing = sorted({c for c in text if c not in index})
+        missing = vocab.unknown(text)
         if missing and unknown == "error":
             listed = ", ".join(repr(c) for c in missing[:_MAX_LISTED])
             more = f" and {len(missing) - _MAX_LISTED} more" if len(missing) > _MAX_LISTED else ""
@@ -101,122 +100,94 @@ class Generator:
                 f"the prime has {len(missing)} character(s) the model's vocabulary lacks: "
                 f"{listed}{more}; remove them or pass --unknown skip"
             )
-        kept = "".join(c for c in text if c in index) if missing else text
+        kept = "".join(c for c in text if c in vocab) if missing else text
         if not kept:
-            start = "\n" if "\n" in index else self.vocab[0]
-            return [index[start]], "", missing
-        return [index[c] for c in kept], kept, missing
+            start = "\n" if "\n" in vocab else vocab[0]
+            return [vocab.index(start)], "", missing
+        return vocab.encode(kept).tolist(), kept, missing
 
     def stream(
         self,
         prime: str | None = None,
-        length: int = 400,
+        length: int | None = None,
         *,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
-        mode: Mode = "stateful",
-        unknown: Unknown = "error",
+        options: GenerationOptions | None = None,
+        **settings: Any,
     ) -> Iterator[str]:
-        """Yield ``length`` generated characters one at a time.
+        """Yield the generated characters one at a time.
 
-        Checks the arguments and encodes the prime before returning, so errors (and
-        ``last_seed`` / ``last_skipped``) come at the call, not at the first character.
+        ``settings`` are GenerationOptions fields (temperature, top_k, top_p, seed, mode,
+        unknown). The arguments are checked and the prime encoded before this returns, so
+        errors (and ``last_seed`` / ``last_skipped``) come at the call, not at the first
+        character.
         """
-        kwargs = self._prepare(prime, length, 1, temperature, top_k, top_p, seed, mode, unknown)
+        loop = self._prepare(prime, length, options, settings)
         vocab = self.vocab
-        return (vocab[index] for index in generate_one(**kwargs))
+        return (vocab[index] for index in generate_one(self._step(1), **loop))
 
     def generate(
         self,
         prime: str | None = None,
-        length: int = 400,
+        length: int | None = None,
         *,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
-        mode: Mode = "stateful",
-        unknown: Unknown = "error",
+        options: GenerationOptions | None = None,
+        **settings: Any,
     ) -> str:
-        """``length`` generated characters continuing ``prime`` (the prime is not included)."""
-        return "".join(
-            self.stream(
-                prime,
-                length,
-                temperature=temperature,
-                top_k=top_k,
-                top_p=top_p,
-                seed=seed,
-                mode=mode,
-                unknown=unknown,
-            )
-        )
+        """The generated continuation of ``prime`` (the prime is not included)."""
+        return "".join(self.stream(prime, length, options=options, **settings))
 
     def generate_batch(
         self,
         n: int,
         prime: str | None = None,
-        length: int = 400,
+        length: int | None = None,
         *,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
-        mode: Mode = "stateful",
-        unknown: Unknown = "error",
+        options: GenerationOptions | None = None,
+        **settings: Any,
     ) -> list[str]:
         """``n`` independent continuations of ``prime``, run as one batch through the model."""
         if not (isinstance(n, int) and n >= 1):
             raise UsageError(f"the number of samples must be at least 1, got {n!r}")
-        kwargs = self._prepare(prime, length, n, temperature, top_k, top_p, seed, mode, unknown)
-        out = np.empty((length, n), dtype=np.int64)
-        for position, new in enumerate(generate_ids(batch=n, **kwargs)):
+        loop = self._prepare(prime, length, options, settings)
+        out = np.empty((loop["length"], n), dtype=np.int64)
+        for position, new in enumerate(generate_ids(self._step(n), batch=n, **loop)):
             out[position] = new
-        codes = np.ascontiguousarray(self._codes[out.T])
-        return [row.tobytes().decode("utf-32-le") for row in codes]
+        return self.vocab.decode_rows(out.T)
 
     def _prepare(
         self,
         prime: str | None,
-        length: int,
-        batch: int,
-        temperature: float,
-        top_k: int | None,
-        top_p: float | None,
-        seed: int | None,
-        mode: str,
-        unknown: Unknown,
+        length: int | None,
+        options: GenerationOptions | None,
+        settings: dict[str, Any],
     ) -> dict[str, Any]:
-        """Check the options and encode the prime; the arguments for the generation loop."""
-        if not (isinstance(length, int) and length >= 1):
-            raise UsageError(f"length must be at least 1, got {length!r}")
-        if mode not in ("stateful", "window"):
-            raise UsageError(f"mode must be 'stateful' or 'window', got {mode!r}")
-        if mode == "window" and self.seq_len is None:
+        """Merge and check the options, encode the prime, fix the seed: the arguments of the
+        generation loop (runtime.generation) but its step."""
+        if length is not None:
+            settings = {**settings, "length": length}
+        options = (options or GenerationOptions()).replace(**settings)
+        if options.mode == "window" and self.seq_len is None:
             raise UsageError(
                 f"--mode window needs the model's seq_len metadata, which {self.model.path} "
                 "lacks; use --mode stateful"
             )
+        seed = options.seed
         if seed is None:
             seed = int.from_bytes(os.urandom(4), "little")
-        elif not (isinstance(seed, int) and seed >= 0):
-            raise UsageError(f"seed must be a whole number >= 0, got {seed!r}")
-        settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p)
-        prime_ids, fed, skipped = self.encode_prime(prime, unknown)
+        prime_ids, fed, skipped = self.encode_prime(prime, options.unknown)
         self.last_seed, self.last_prime, self.last_skipped = seed, fed, skipped
-        # A fresh step per call: it owns the state buffers, so two live streams never share.
-        step = OrtStep(
-            self.model.session, batch=batch, units=self.units, vocab_size=len(self.vocab)
-        )
         return {
-            "step": step,
             "prime_ids": prime_ids,
-            "length": length,
+            "length": options.length,
             "units": self.units,
-            "settings": settings,
+            "settings": options.sampling,
             "rng": np.random.default_rng(seed),
-            "mode": mode,
+            "mode": options.mode,
             "seq_len": self.seq_len,
         }
+
+    def _step(self, batch: int) -> OrtStep:
+        # A fresh step per call: it owns the state buffers, so two live streams never share.
+        return OrtStep(
+            self.model.session, batch=batch, units=self.units, vocab_size=len(self.vocab)
+        )

@@ -14,16 +14,17 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from runtime import contract
-from runtime.errors import DeviceError, ModelFileError, UsageError
-from runtime.onnx_proto import ProtoError, inspect_model
-from runtime.providers import (
+from gru_edge.runtime import contract
+from gru_edge.runtime.errors import DeviceError, ModelFileError, UsageError
+from gru_edge.runtime.onnx_proto import ProtoError, inspect_model
+from gru_edge.runtime.providers import (
     CPU,
     CUDA,
     check_session_providers,
     main_provider,
     resolve_providers,
 )
+from gru_edge.runtime.vocabulary import Vocabulary, VocabularyError
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # a GRU(512) over 200 characters is ~5 MB
 DEFAULT_MAX_METADATA_BYTES = 1024 * 1024
@@ -58,7 +59,7 @@ class LoadedModel:
 
     path: Path
     session: ort.InferenceSession
-    vocab: list[str]
+    vocab: Vocabulary
     units: int
     seq_len: int | None  # the training window, from metadata; None if the file lacks it
     metadata: dict[str, str]
@@ -163,7 +164,7 @@ def load_model(
             f"{path} carries {meta_size:,} characters of metadata, over the "
             f"{max_metadata_bytes:,} limit; {_REEXPORT}"
         )
-    vocab = contract.parse_vocabulary(metadata.get(contract.META_VOCABULARY), str(path))
+    vocab = _vocabulary(metadata, path)
     inputs = tuple(_spec(arg) for arg in session.get_inputs())
     outputs = tuple(_spec(arg) for arg in session.get_outputs())
     units, width = check_contract(inputs, outputs, str(path))
@@ -290,6 +291,16 @@ def _spec(arg: ort.NodeArg) -> TensorSpec:
 
 def _shape(spec: TensorSpec) -> str:
     return spec.describe().split(" ", 2)[2]
+
+
+def _vocabulary(metadata: dict[str, str], path: Path) -> Vocabulary:
+    raw = metadata.get(contract.META_VOCABULARY)
+    if raw is None:
+        raise ModelFileError(f"{path} has no '{contract.META_VOCABULARY}' metadata; {_REEXPORT}")
+    try:
+        return Vocabulary.from_json(raw)
+    except VocabularyError as exc:
+        raise ModelFileError(f"{path}: {exc}; {_REEXPORT}") from None
 
 
 def _check_int_meta(

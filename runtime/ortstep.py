@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from runtime import contract
-from runtime.providers import CUDA
+from gru_edge.runtime import contract
+from gru_edge.runtime.providers import CUDA
 
 _OUTPUTS = [contract.OUTPUT_LOGITS, contract.OUTPUT_STATE]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from runtime import contract
-from runtime.loader import LoadedModel
+from gru_edge.runtime import contract
+from gru_edge.runtime.loader import LoadedModel
 
 
 def show_char(char: str) -> str:

@@ -18,7 +18,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from runtime.errors import UsageError
+from gru_edge.runtime.errors import UsageError
 
 # Below this temperature, (z - max) / T could overflow float64 for float32 logits
 # (their spread is at most ~6.8e38), so the careful path handles it without warnings.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
-from runtime.errors import CorpusError
+from gru_edge.runtime.errors import CorpusError
 
 # Recorded in config.json and in the ONNX metadata, so a user can see what was done to the text.
 TEXT_POLICY = "utf-8 strict; leading BOM dropped; CRLF and lone CR turned into LF; Unicode NFC"

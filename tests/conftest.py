@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from onnx_models import make_model, write_model
 
-from runtime.generator import Generator
+from gru_edge.runtime.generator import Generator
 
 # --- runtime fixtures: contract ONNX files ----------------------------------------------------
 
@@ -49,3 +49,13 @@ def gen(small_model) -> Generator:
 
 # --- TensorFlow-side fixtures (tiny trained run, its ONNX export) ---------------------------
 from run_fixtures import exported_model, tiny_corpus, trained_run  # noqa: E402,F401
+
+TRAIN_FIXTURES = {"tiny_corpus", "trained_run", "exported_model"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses a TensorFlow-side fixture needs the [train] extra: mark it `train`, so
+    the edge install's run (`pytest -m "not train"`) leaves it out."""
+    for item in items:
+        if TRAIN_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.train)

@@ -8,14 +8,15 @@ package; the runtime never does.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from runtime.contract import FORMAT, encode_vocabulary
-from runtime.text import TEXT_POLICY
+from gru_edge.runtime.contract import FORMAT
+from gru_edge.runtime.text import TEXT_POLICY
 
 # 70 characters, including the awkward ones: control characters, non-ASCII letters,
 # typographic punctuation and a character outside the Basic Multilingual Plane.
@@ -45,7 +46,7 @@ def default_metadata(vocab: list[str], units: int, seq_len: int | None) -> dict[
         "gru_edge_version": "0.1.0",
         "opset": str(OPSET),
         "created": "2024-01-01T00:00:00Z",
-        "vocabulary": encode_vocabulary(vocab),
+        "vocabulary": _vocab_json(vocab),
     }
     return {k: v for k, v in meta.items() if v is not None}
 
@@ -186,7 +187,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _vocab_json(vocab: list[str]) -> str:
-    return encode_vocabulary(vocab)
+    # Not Vocabulary(...).to_json(): these are meant to be invalid sometimes.
+    return json.dumps(list(vocab), ensure_ascii=True)
 
 
 # Files that break the contract, by what is wrong: make_model keyword arguments, and a fragment

@@ -43,16 +43,17 @@ def tiny_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tiny_corpus) -> Path:
-    from trainer.train import train
+    from gru_edge.trainer.config import TrainOptions
+    from gru_edge.trainer.train import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    train(tiny_corpus, out, dict(TINY), quiet=True)
+    train(tiny_corpus, out, TrainOptions(**TINY), quiet=True)
     return out
 
 
 @pytest.fixture(scope="session")
 def exported_model(tmp_path_factory, trained_run) -> Path:
-    from exporter.export import export_run
+    from gru_edge.exporter.export import export_run
 
     out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     export_run(trained_run, out, log=lambda _m: None)

@@ -12,6 +12,7 @@ from cli_checks import assert_one_line_error
 from onnx_models import write_model
 from typer.testing import CliRunner
 
+import gru_edge
 from gru_edge.cli import app
 
 runner = CliRunner()
@@ -216,8 +217,12 @@ app()
 """
 
 
-def _run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, encoding="utf-8", timeout=timeout)
+def _run(args: list[str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    # From a folder of its own: the repository's runtime/, trainer/ and exporter/ must never
+    # stand in for the installed gru_edge package.
+    return subprocess.run(
+        args, capture_output=True, text=True, encoding="utf-8", timeout=timeout, cwd=cwd
+    )
 
 
 @pytest.mark.parametrize(
@@ -229,27 +234,30 @@ def _run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
     ],
 )
 def test_sample_and_info_run_where_tensorflow_and_onnx_cannot_be_imported(
-    small_model, args, expect
+    tmp_path, small_model, args, expect
 ):
     args = [a.replace("{model}", str(small_model)) for a in args]
-    proc = _run([sys.executable, "-c", _BLOCK_TF, *args])
+    proc = _run([sys.executable, "-c", _BLOCK_TF, *args], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert expect in proc.stdout and "Traceback" not in proc.stderr
 
 
-def test_the_blocker_really_blocks():
-    proc = _run([sys.executable, "-c", _BLOCK_TF.replace("from gru_edge.cli", "import onnx #")])
+def test_the_blocker_really_blocks(tmp_path):
+    blocked = _BLOCK_TF.replace("from gru_edge.cli", "import onnx #")
+    proc = _run([sys.executable, "-c", blocked], tmp_path)
     assert proc.returncode != 0 and "onnx is blocked" in proc.stderr
 
 
-def test_the_installed_console_script(small_model):
+def test_the_installed_console_script(tmp_path, small_model):
     script = Path(sys.executable).with_name("gru-edge")
-    if not script.exists():
-        pytest.skip("gru-edge is not installed next to this Python")
-    proc = _run([str(script), "sample", str(small_model), "--length", "25", "--seed", "2"])
+    assert script.exists(), "install the package (pip install -e '.[dev]') to get the script"
+    args = [str(script), "sample", str(small_model), "--length", "25", "--seed", "2"]
+    proc = _run(args, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout) == 26 and proc.stdout.endswith("\n")
-    proc = _run([str(script), "info", str(small_model)])
+    proc = _run([str(script), "info", str(small_model)], tmp_path)
     assert proc.returncode == 0 and "gru-edge/1" in proc.stdout
-    proc = _run([str(script), "sample", str(small_model), "--length", "0"])
+    proc = _run([str(script), "--version"], tmp_path)
+    assert proc.returncode == 0 and proc.stdout == f"gru-edge {gru_edge.__version__}\n"
+    proc = _run([str(script), "sample", str(small_model), "--length", "0"], tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("Error: --length")

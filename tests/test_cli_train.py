@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 
 from gru_edge.cli import app
 
+pytestmark = pytest.mark.train  # needs the [train] extra (TensorFlow)
+
 runner = CliRunner()
 
 

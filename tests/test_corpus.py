@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.errors import CorpusError, UsageError
-from runtime.text import normalize_text
-from trainer.config import TrainConfig
-from trainer.corpus import (
-    build_vocabulary,
+from gru_edge.runtime.errors import CorpusError, UsageError
+from gru_edge.runtime.text import normalize_text
+from gru_edge.runtime.vocabulary import Vocabulary
+from gru_edge.trainer.config import TrainConfig
+from gru_edge.trainer.corpus import (
     check_length,
     load_corpus,
     min_corpus_chars,
@@ -45,7 +45,7 @@ def test_windows_editor_twin_gives_same_vocabulary(tmp_path):
 
 
 def test_vocabulary_is_sorted_and_unique():
-    assert build_vocabulary("banana\n") == ["\n", "a", "b", "n"]
+    assert Vocabulary.from_text("banana\n") == ["\n", "a", "b", "n"]
 
 
 def test_corpus_ids_decode_back(tmp_path):

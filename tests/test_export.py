@@ -11,7 +11,9 @@ from cli_checks import assert_one_line_error
 from typer.testing import CliRunner
 
 from gru_edge.cli import app
-from runtime.errors import ExportValidationError
+from gru_edge.runtime.errors import ExportValidationError
+
+pytestmark = pytest.mark.train  # needs the [train] extra (TensorFlow)
 
 runner = CliRunner()
 
@@ -27,8 +29,8 @@ def test_export_cli_prints_the_comparisons(tmp_path, trained_run):
 
 
 def test_altered_weights_fail_validation_and_write_nothing(tmp_path, trained_run, monkeypatch):
-    import exporter.export as export_module
-    from trainer.model import build_stepper
+    import gru_edge.exporter.export as export_module
+    from gru_edge.trainer.model import build_stepper
 
     def tampered(model):
         stepper = build_stepper(model)

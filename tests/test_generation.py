@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from onnx_models import numpy_step
 
-from runtime.errors import PrimeError, UsageError
-from runtime.generation import generate_ids, generate_one
-from runtime.generator import Generator
-from runtime.ortstep import OrtStep
-from runtime.sampler import SamplingSettings
+from gru_edge.runtime.errors import PrimeError, UsageError
+from gru_edge.runtime.generation import generate_ids, generate_one
+from gru_edge.runtime.generator import Generator
+from gru_edge.runtime.ortstep import OrtStep
+from gru_edge.runtime.sampler import SamplingSettings
 
 
 def _reference_greedy(proto, prime_ids, length):
@@ -249,7 +249,7 @@ def test_state_kept_in_ortvalues_steps_like_numpy_state(gen):
 
 
 def test_a_long_prime_is_fed_in_pieces(gen, monkeypatch):
-    import runtime.generation
+    import gru_edge.runtime.generation
 
     prime = "Shall I compare thee to a summer's day? " * 3
     whole = gen.generate(prime, 30, temperature=0)
@@ -260,7 +260,7 @@ def test_a_long_prime_is_fed_in_pieces(gen, monkeypatch):
         seen.append(ids.shape[1])
         return real(self, ids, state)
 
-    monkeypatch.setattr(runtime.generation, "PRIME_CHUNK", 7)
+    monkeypatch.setattr(gru_edge.runtime.generation, "PRIME_CHUNK", 7)
     monkeypatch.setattr(OrtStep, "__call__", spy)
     assert gen.generate(prime, 30, temperature=0) == whole
     assert seen[: len(prime) // 7 + 1] == [7] * (len(prime) // 7) + [len(prime) % 7]

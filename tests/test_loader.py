@@ -10,10 +10,10 @@ import pytest
 from onnx import TensorProto, helper
 from onnx_models import BROKEN, make_model, write_external_data_model, write_model
 
-from runtime.errors import DeviceError, ModelFileError, UsageError
-from runtime.loader import TensorSpec, check_contract, load_model
-from runtime.onnx_proto import ProtoError, inspect_model
-from runtime.providers import CPU, CUDA, check_session_providers, resolve_providers
+from gru_edge.runtime.errors import DeviceError, ModelFileError, UsageError
+from gru_edge.runtime.loader import TensorSpec, check_contract, load_model
+from gru_edge.runtime.onnx_proto import ProtoError, inspect_model
+from gru_edge.runtime.providers import CPU, CUDA, check_session_providers, resolve_providers
 
 
 def _refused(path, fragment, **kwargs):
@@ -285,7 +285,7 @@ def test_the_test_model_is_valid_onnx():
 def test_a_session_that_fails_on_cuda(small_model, monkeypatch, capsys, device, error, outcome):
     import onnxruntime as ort
 
-    import runtime.loader
+    import gru_edge.runtime.loader
 
     real = ort.InferenceSession
 
@@ -295,7 +295,7 @@ def test_a_session_that_fails_on_cuda(small_model, monkeypatch, capsys, device, 
             raise RuntimeError(error)
         return real(data, sess_options=sess_options, providers=providers, **kwargs)
 
-    monkeypatch.setattr(runtime.loader.ort, "InferenceSession", fake)
+    monkeypatch.setattr(gru_edge.runtime.loader.ort, "InferenceSession", fake)
     if outcome == "warning":
         model = load_model(small_model, device=device, available=[CUDA, CPU])
         assert model.provider == CPU and "using the CPU" in model.warnings[0]

@@ -9,17 +9,19 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from exporter.validate import softmax
-from runtime.generation import generate_ids
-from runtime.sampler import SamplingSettings
+from gru_edge.exporter.validate import softmax
+from gru_edge.runtime.generation import generate_ids
+from gru_edge.runtime.sampler import SamplingSettings
+
+pytestmark = pytest.mark.train  # needs the [train] extra (TensorFlow)
 
 ATOL = 1e-5
 
 
 @pytest.fixture(scope="module")
 def keras_side(trained_run):
-    from trainer.model import build_stepper, step_function
-    from trainer.tf_env import load_tf
+    from gru_edge.trainer.model import build_stepper, step_function
+    from gru_edge.trainer.tf_env import load_tf
 
     _, keras = load_tf()
     model = keras.models.load_model(trained_run / "model.keras", compile=False)

@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from runtime.errors import UsageError
-from runtime.sampler import SamplingSettings, sample_ids, sample_one
+from gru_edge.runtime.errors import UsageError
+from gru_edge.runtime.sampler import SamplingSettings, sample_ids, sample_one
 
 INF = np.inf
 NAN = np.nan

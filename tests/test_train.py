@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 from run_fixtures import TINY
 
-from runtime.errors import TrainingInterrupted
-from trainer import rundir
+from gru_edge.runtime.errors import TrainingInterrupted
+from gru_edge.trainer import rundir
+from gru_edge.trainer.config import TrainOptions
+
+pytestmark = pytest.mark.train  # needs the [train] extra (TensorFlow)
 
 
 def _weights(path):
-    from trainer.tf_env import load_tf
+    from gru_edge.trainer.tf_env import load_tf
 
     _, keras = load_tf()
     return keras.models.load_model(path, compile=False).get_weights()
@@ -26,7 +29,7 @@ def _max_weight_diff(a, b) -> float:
 
 
 def test_dataset_cuts_and_one_hot_encodes_windows():
-    from trainer.data import make_dataset
+    from gru_edge.trainer.data import make_dataset
 
     ids = np.arange(30, dtype=np.int32) % 7
     starts = np.array([0, 4, 9], dtype=np.int64)
@@ -38,7 +41,7 @@ def test_dataset_cuts_and_one_hot_encodes_windows():
 
 
 def test_dataset_order_depends_only_on_seed_and_epoch():
-    from trainer.data import make_dataset
+    from gru_edge.trainer.data import make_dataset
 
     ids = np.arange(200, dtype=np.int32) % 11
     starts = np.arange(0, 150, 2, dtype=np.int64)
@@ -96,9 +99,9 @@ def test_best_model_is_the_best_epoch(trained_run):
 
 
 def test_same_seed_same_weights(tmp_path, tiny_corpus, trained_run):
-    from trainer.train import train
+    from gru_edge.trainer.train import train
 
-    train(tiny_corpus, tmp_path / "again", {**TINY, "samples": False}, quiet=True)
+    train(tiny_corpus, tmp_path / "again", TrainOptions(**TINY, samples=False), quiet=True)
     assert _max_weight_diff(tmp_path / "again" / "model.keras", trained_run / "model.keras") == 0
 
 
@@ -106,7 +109,7 @@ class _InterruptAt:
     """A Keras callback standing in for Ctrl-C at a given batch of a given epoch."""
 
     def __new__(cls, epoch: int, batch: int):
-        from trainer.tf_env import load_tf
+        from gru_edge.trainer.tf_env import load_tf
 
         _, keras = load_tf()
 
@@ -122,10 +125,10 @@ class _InterruptAt:
 
 
 def test_interrupt_then_resume_equals_uninterrupted(tmp_path, tiny_corpus, trained_run):
-    from trainer.train import train
+    from gru_edge.trainer.train import train
 
     out = tmp_path / "interrupted"
-    options = {**TINY, "samples": False}
+    options = TrainOptions(**TINY, samples=False)
     with pytest.raises(TrainingInterrupted, match="keeps the 1 completed epoch"):
         train(tiny_corpus, out, options, quiet=True, callbacks=[_InterruptAt(epoch=1, batch=3)])
     state = json.loads((out / "state.json").read_text(encoding="utf-8"))
@@ -134,7 +137,7 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, tiny_corpus, train
     _weights(out / "model.keras")
     assert not list(out.glob(".*.tmp*"))
 
-    result = train(tiny_corpus, out, {"epochs": TINY["epochs"]}, resume=True, quiet=True)
+    result = train(tiny_corpus, out, TrainOptions(epochs=TINY["epochs"]), resume=True, quiet=True)
     assert result.epochs_completed == 2
     # Same data order (seeded by epoch), same optimizer slots and learning rate from the
     # checkpoint, same deterministic CPU kernels: the weights must match bit for bit. A tolerance
@@ -149,13 +152,13 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, tiny_corpus, train
 
 
 def test_resume_extends_epochs_and_keeps_learning_rate_state(tmp_path, tiny_corpus):
-    from trainer.train import train
+    from gru_edge.trainer.train import train
 
     out = tmp_path / "run"
     # lr_patience 1 with a huge learning rate: the plateau logic must fire and be carried over.
-    options = {**TINY, "samples": False, "epochs": 1, "lr": 0.02}
+    options = TrainOptions(**{**TINY, "samples": False, "epochs": 1, "lr": 0.02})
     train(tiny_corpus, out, options, quiet=True)
-    result = train(tiny_corpus, out, {"epochs": 3}, resume=True, quiet=True)
+    result = train(tiny_corpus, out, TrainOptions(epochs=3), resume=True, quiet=True)
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
     state = json.loads((out / "state.json").read_text(encoding="utf-8"))
     assert state["epoch"] == 3 and state["checkpoint"] == rundir.checkpoint_name(3)
@@ -163,12 +166,12 @@ def test_resume_extends_epochs_and_keeps_learning_rate_state(tmp_path, tiny_corp
 
 
 def test_no_validation_split_monitors_loss(tmp_path, tiny_corpus):
-    from trainer.train import train
+    from gru_edge.trainer.train import train
 
     result = train(
         tiny_corpus,
         tmp_path / "r",
-        {**TINY, "val_fraction": 0.0, "epochs": 1, "samples": False},
+        TrainOptions(**{**TINY, "val_fraction": 0.0, "epochs": 1, "samples": False}),
         quiet=True,
     )
     info = json.loads((tmp_path / "r" / "config.json").read_text(encoding="utf-8"))
@@ -177,13 +180,13 @@ def test_no_validation_split_monitors_loss(tmp_path, tiny_corpus):
 
 
 def test_mirrored_strategy_on_cpu_with_tensorboard(tmp_path, tiny_corpus):
-    from trainer.train import train
+    from gru_edge.trainer.train import train
 
     out = tmp_path / "mirrored"
     result = train(
         tiny_corpus,
         out,
-        {**TINY, "epochs": 1, "samples": False, "strategy": "mirrored"},
+        TrainOptions(**{**TINY, "epochs": 1, "samples": False, "strategy": "mirrored"}),
         quiet=True,
         tensorboard=True,
     )
@@ -231,7 +234,7 @@ def test_multi_worker_strategy_as_a_one_worker_cluster(tmp_path, tiny_corpus):
         "-q",
     ]
     env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     info = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert info["config"]["strategy"] == "multi-worker" and info["epochs_completed"] == 1

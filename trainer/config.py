@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from runtime.errors import UsageError
+from gru_edge.runtime.errors import UsageError
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
@@ -70,6 +71,42 @@ class TrainConfig:
         if "temperatures" in values:
             values["temperatures"] = tuple(values["temperatures"])
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """The TrainConfig fields a user set (None = not set), as the CLI or a caller gives them.
+
+    A fresh run applies them to the defaults; --resume applies them to the run's saved config,
+    where only RESUMABLE ones may differ. Every field here is a TrainConfig field (a test keeps
+    it so), so an option cannot be misspelt on its way to the config.
+    """
+
+    seq_len: int | None = None
+    step: int | None = None
+    units: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
+    val_fraction: float | None = None
+    seed: int | None = None
+    lr_factor: float | None = None
+    lr_patience: int | None = None
+    min_lr: float | None = None
+    samples: bool | None = None
+    sample_length: int | None = None
+    temperatures: tuple[float, ...] | None = None
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    strategy: str | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The options that were set, by TrainConfig field name."""
+        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+
+    def apply(self, config: TrainConfig) -> TrainConfig:
+        """``config`` with the given options replaced (not validated: call validate())."""
+        return dataclasses.replace(config, **self.given())
 
 
 def _at_least(option: str, value: int, minimum: int) -> None:

@@ -1,4 +1,4 @@
-"""Corpus, vocabulary and window arithmetic. numpy only: the windows are cut later, on the fly."""
+"""The corpus and window arithmetic. numpy only: the windows are cut later, on the fly."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import CorpusError
-from runtime.text import read_text_file
+from gru_edge.runtime.errors import CorpusError
+from gru_edge.runtime.text import read_text_file
+from gru_edge.runtime.vocabulary import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class Corpus:
 
     path: Path
     text: str
-    vocab: list[str]  # sorted characters, index = id
+    vocab: Vocabulary  # sorted characters, index = id
     ids: np.ndarray  # int32, one per character
     sha256: str  # of the normalised text, UTF-8 encoded
 
@@ -27,25 +28,14 @@ class Corpus:
         return len(self.vocab)
 
 
-def build_vocabulary(text: str) -> list[str]:
-    """The sorted set of characters in ``text``."""
-    return sorted(set(text))
-
-
-def encode(text: str, vocab: list[str]) -> np.ndarray:
-    """Characters to int32 ids; every character must be in ``vocab``."""
-    index = {char: i for i, char in enumerate(vocab)}
-    return np.fromiter((index[c] for c in text), dtype=np.int32, count=len(text))
-
-
 def load_corpus(path: Path) -> Corpus:
     """Read, normalise and encode a training corpus."""
     text = read_text_file(Path(path), "corpus")
     if not text.strip():
         raise CorpusError(f"corpus {path} is empty or only whitespace; give it some text")
-    vocab = build_vocabulary(text)
+    vocab = Vocabulary.from_text(text)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return Corpus(Path(path), text, vocab, encode(text, vocab), digest)
+    return Corpus(Path(path), text, vocab, vocab.encode(text, dtype=np.int32), digest)
 
 
 def split_point(n_chars: int, val_fraction: float) -> int:

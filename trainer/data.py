@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.tf_env import load_tf
+from gru_edge.trainer.tf_env import load_tf
 
 
 def make_dataset(

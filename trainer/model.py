@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from trainer.config import TrainConfig
-from trainer.tf_env import load_tf
+from gru_edge.trainer.config import TrainConfig
+from gru_edge.trainer.tf_env import load_tf
 
 
 def build_model(vocab_size: int, config: TrainConfig) -> Any:

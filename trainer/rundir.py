@@ -13,14 +13,18 @@ Every file is written to a temporary file beside it and renamed into place.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import RunDirError
-from runtime.files import atomic_write
+from gru_edge.runtime.errors import RunDirError
+from gru_edge.runtime.files import atomic_write
+from gru_edge.runtime.vocabulary import Vocabulary, VocabularyError
 
 MODEL = "model.keras"
 VOCAB = "vocab.json"
@@ -30,6 +34,7 @@ SAMPLES = "samples.txt"
 STATE = "state.json"
 TENSORBOARD = "tensorboard"
 CHECKPOINT_GLOB = "checkpoint-epoch*.keras"
+HISTORY_FIELDS = ("epoch", "loss", "val_loss", "val_bpc", "lr", "seconds")
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -47,6 +52,35 @@ def read_json(path: Path, what: str) -> Any:
         raise RunDirError(f"{path} is missing; {what}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise RunDirError(f"{path} is not valid JSON ({exc}); {what}") from None
+
+
+def read_vocab(run_dir: Path, what: str) -> Vocabulary:
+    """vocab.json, validated; ``what`` says what to do if it is missing or broken."""
+    path = run_dir / VOCAB
+    try:
+        return Vocabulary.from_list(read_json(path, what))
+    except VocabularyError as exc:
+        raise RunDirError(f"{path}: {exc}; {what}") from None
+
+
+def write_vocab(run_dir: Path, vocab: Vocabulary) -> None:
+    write_json(run_dir / VOCAB, vocab.to_list())
+
+
+def write_history(run_dir: Path, rows: Sequence[dict[str, float]]) -> None:
+    """history.csv, rewritten whole: one row per completed epoch."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(run_dir / HISTORY, buffer.getvalue())
+
+
+def append_samples(run_dir: Path, block: str) -> None:
+    """Add one epoch's samples to samples.txt (rewritten atomically)."""
+    path = run_dir / SAMPLES
+    previous = path.read_text(encoding="utf-8") if path.exists() else ""
+    atomic_write(path, previous + block)
 
 
 def is_run(path: Path) -> bool:
@@ -89,7 +123,7 @@ class Run:
 
     path: Path
     info: dict[str, Any]  # config.json
-    vocab: list[str]
+    vocab: Vocabulary
 
     @property
     def model_path(self) -> Path:
@@ -110,9 +144,4 @@ def load_run(path: Path) -> Run:
                 "(train it, or --resume it until one epoch completes)"
             )
     info = read_json(path / CONFIG, "re-run gru-edge train")
-    vocab = read_json(path / VOCAB, "re-run gru-edge train")
-    if not isinstance(vocab, list) or not all(isinstance(c, str) and len(c) == 1 for c in vocab):
-        raise RunDirError(
-            f"{path / VOCAB} is not a JSON array of characters; re-run gru-edge train"
-        )
-    return Run(path, info, vocab)
+    return Run(path, info, read_vocab(path, "re-run gru-edge train"))

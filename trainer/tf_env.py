@@ -12,7 +12,7 @@ import os
 import sys
 from types import ModuleType
 
-from runtime.errors import missing_train_extra
+from gru_edge.runtime.errors import missing_train_extra
 
 
 def load_tf(what: str = "this command") -> tuple[ModuleType, ModuleType]:

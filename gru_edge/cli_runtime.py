@@ -1,0 +1,208 @@
+"""`gru-edge sample`, `info` and `bench`: the commands of the bare (edge) install.
+
+onnxruntime is imported inside each command, so `--help` and the other commands start without it.
+The command functions are long because Typer reads their parameters as the options; each still
+only builds typed options and calls one library function.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gru_edge.cli_common import call, err
+from gru_edge.runtime.options import GenerationOptions
+from gru_edge.sampling import SampleRequest, run_sample
+
+_SAMPLING = "Sampling"
+_RUNTIME = "Runtime"
+
+
+def sample(
+    model: Annotated[Path, typer.Argument(help="The .onnx file written by gru-edge export.")],
+    prime: Annotated[
+        str | None,
+        typer.Option(
+            help="Text to continue; printed before the generated text.", show_default=False
+        ),
+    ] = None,
+    prime_file: Annotated[
+        Path | None,
+        typer.Option(help="Read the prime from this UTF-8 file instead.", show_default=False),
+    ] = None,
+    length: Annotated[int, typer.Option("--length", "-l", help="Characters to generate.")] = 400,
+    temperature: Annotated[
+        float,
+        typer.Option(
+            "--temperature",
+            "--diversity",
+            "-t",
+            help="Randomness: 0 = always the likeliest character, 1 = the model's odds.",
+            rich_help_panel=_SAMPLING,
+        ),
+    ] = 1.0,
+    top_k: Annotated[
+        int | None,
+        typer.Option(help="Keep only the K likeliest characters.", rich_help_panel=_SAMPLING),
+    ] = None,
+    top_p: Annotated[
+        float | None,
+        typer.Option(
+            help="Keep the likeliest characters whose odds add up to P, in (0, 1].",
+            rich_help_panel=_SAMPLING,
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed: the same seed gives the same text.",
+            show_default="drawn (shown by --verbose)",
+            rich_help_panel=_SAMPLING,
+        ),
+    ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            metavar="[stateful|window]",
+            help="stateful: carry the GRU state, one step per character. window: re-read the "
+            "last seq_len characters for every character, like the original notebook.",
+            rich_help_panel=_SAMPLING,
+        ),
+    ] = "stateful",
+    unknown: Annotated[
+        str,
+        typer.Option(
+            metavar="[error|skip]",
+            help="Prime characters the model does not know: refuse, or drop them with a warning.",
+            rich_help_panel=_SAMPLING,
+        ),
+    ] = "error",
+    num_samples: Annotated[
+        int,
+        typer.Option("--num-samples", "-n", help="Independent samples, run as one batch."),
+    ] = 1,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write to this file (atomically) instead of stdout.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object: texts, seed, settings.")
+    ] = False,
+    device: Annotated[
+        str,
+        typer.Option(
+            metavar="[auto|cpu|cuda]",
+            help="auto = CUDA when onnxruntime offers it, else the CPU.",
+            rich_help_panel=_RUNTIME,
+        ),
+    ] = "auto",
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="onnxruntime intra-op threads.",
+            show_default="onnxruntime's",
+            rich_help_panel=_RUNTIME,
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Report seed, provider and speed on stderr.",
+            rich_help_panel=_RUNTIME,
+        ),
+    ] = False,
+) -> None:
+    """Generate text from MODEL without TensorFlow.
+
+    The prime is printed first, then each generated character as it comes.
+
+    Without a prime the text starts after a newline, which is not printed.
+
+    With --num-samples N above 1, each sample follows a '----- sample i/N' line.
+
+    Warnings, and with --verbose the seed and provider, go to stderr.
+    """
+
+    def action() -> None:
+        options = GenerationOptions(
+            length=length,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            mode=mode,  # type: ignore[arg-type]  # checked by GenerationOptions
+            unknown=unknown,  # type: ignore[arg-type]
+        )
+        request = SampleRequest(
+            model=model,
+            options=options,
+            prime=prime,
+            prime_file=prime_file,
+            num_samples=num_samples,
+            output=output,
+            as_json=as_json,
+            device=device,
+            threads=threads,
+            verbose=verbose,
+        )
+        run_sample(request)
+
+    call(action)
+
+
+def info(
+    model: Annotated[Path, typer.Argument(help="The .onnx file to describe.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show what MODEL holds: metadata, vocabulary, inputs and outputs, opset, providers."""
+
+    def action() -> str:
+        import json
+
+        from gru_edge.runtime.loader import available_providers, load_model
+        from gru_edge.runtime.report import format_info, model_info
+
+        details = model_info(load_model(model), available_providers())
+        if as_json:
+            return json.dumps(details, ensure_ascii=False, indent=2)
+        return format_info(details)
+
+    typer.echo(call(action))
+
+
+def bench(
+    model: Annotated[Path, typer.Argument(help="The .onnx file to measure.")],
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="Its run directory: adds the notebook's Keras loop (needs [train])."),
+    ] = None,
+    device: Annotated[str, typer.Option(metavar="[auto|cpu|cuda]")] = "cpu",
+    threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads.")] = 1,
+    repeats: Annotated[int, typer.Option(help="Measurements per figure; the median is shown.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Measure chars/s of the notebook's loop and of the ONNX runtime, side by side."""
+
+    def action():
+        from gru_edge.bench import run_bench
+
+        return run_bench(model, run_dir, device=device, threads=threads, repeats=repeats, log=err)
+
+    report = call(action)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        from gru_edge.bench import format_report
+
+        typer.echo(format_report(report))

@@ -1,0 +1,62 @@
+"""Generation options: one frozen object, validated once, passed whole from the CLI to the loop."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from gru_edge.runtime.errors import UsageError
+from gru_edge.runtime.sampler import SamplingSettings
+
+Mode = Literal["stateful", "window"]
+Unknown = Literal["error", "skip"]
+MODES: tuple[str, ...] = ("stateful", "window")
+UNKNOWN_POLICIES: tuple[str, ...] = ("error", "skip")
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How much text to generate and how to pick each character."""
+
+    length: int = 400  # characters to generate
+    temperature: float = 1.0  # 0 = greedy argmax; the notebook called it "diversity"
+    top_k: int | None = None  # keep only the k likeliest characters
+    top_p: float | None = None  # keep the likeliest characters whose odds add up to p
+    seed: int | None = None  # None: drawn for each call and reported as Generator.last_seed
+    mode: Mode = "stateful"  # stateful: carry the GRU state; window: the notebook's re-feeding
+    unknown: Unknown = "error"  # prime characters outside the vocabulary: refuse, or skip
+
+    def __post_init__(self) -> None:
+        if not (_is_int(self.length) and self.length >= 1):
+            raise UsageError(f"--length must be at least 1, got {self.length!r}")
+        if self.mode not in MODES:
+            raise UsageError(f"--mode must be 'stateful' or 'window', got {self.mode!r}")
+        if self.unknown not in UNKNOWN_POLICIES:
+            raise UsageError(f"--unknown must be 'error' or 'skip', got {self.unknown!r}")
+        if self.seed is not None and not (_is_int(self.seed) and self.seed >= 0):
+            raise UsageError(f"--seed must be a whole number >= 0, got {self.seed!r}")
+        self.sampling  # noqa: B018  # validates temperature, top-k and top-p
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        """The part the sampler needs."""
+        return SamplingSettings(self.temperature, self.top_k, self.top_p)
+
+    def replace(self, **changes: Any) -> GenerationOptions:
+        """A copy with ``changes`` applied (and validated); an unknown name is a UsageError."""
+        names = {f.name for f in dataclasses.fields(self)}
+        wrong = sorted(set(changes) - names)
+        if wrong:
+            raise UsageError(
+                f"unknown generation option(s) {', '.join(wrong)}; "
+                f"the options are {', '.join(sorted(names))}"
+            )
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,86 @@
+"""Training state between epochs (state.json) and picking a run up again with --resume."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from gru_edge.runtime.errors import RunDirError, UsageError
+from gru_edge.trainer import rundir
+from gru_edge.trainer.config import TrainConfig, TrainOptions
+from gru_edge.trainer.corpus import Corpus
+
+# Options that --resume may change; every other one must match the run's config.
+RESUMABLE = frozenset({"epochs", "samples"})
+
+
+@dataclass
+class TrainState:
+    """state.json: everything --resume needs besides the checkpoint's weights and slots."""
+
+    epoch: int = 0  # completed epochs
+    checkpoint: str | None = None
+    lr: float = 0.0
+    best: float = math.inf  # best monitored value, for model.keras
+    best_epoch: int = 0
+    plateau_best: float = math.inf  # ReduceLROnPlateau's own reference (min_delta applies)
+    wait: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key in ("best", "plateau_best"):  # JSON has no infinity
+            data[key] = None if math.isinf(data[key]) else data[key]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, source: Path) -> TrainState:
+        names = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) - names:
+            raise RunDirError(f"--resume: {source} is not a gru-edge training state; start anew")
+        state = cls(**data)
+        for key in ("best", "plateau_best"):
+            if getattr(state, key) is None:
+                setattr(state, key, math.inf)
+        return state
+
+
+def load_for_resume(
+    out: Path, corpus: Corpus, options: TrainOptions
+) -> tuple[TrainConfig, TrainState, dict[str, Any]]:
+    """The run's config (with the RESUMABLE options applied), state and config.json content.
+
+    Refuses another corpus, another vocabulary, a changed hyperparameter or a missing checkpoint.
+    """
+    if not (out / rundir.STATE).exists():
+        raise RunDirError(
+            f"--resume: {out} holds no resumable run (no {rundir.STATE}); "
+            "drop --resume to start a new run there"
+        )
+    hint = "the run cannot be resumed; start a new one"
+    info = rundir.read_json(out / rundir.CONFIG, hint)
+    state = TrainState.from_json(rundir.read_json(out / rundir.STATE, hint), out / rundir.STATE)
+    vocab = rundir.read_vocab(out, hint)
+    if info["corpus"]["sha256"] != corpus.sha256:
+        raise RunDirError(
+            f"--resume: {corpus.path} is not the corpus this run was trained on "
+            f"({info['corpus']['path']}, sha256 {info['corpus']['sha256'][:12]}...); "
+            "pass the same corpus or start a new run"
+        )
+    if vocab != corpus.vocab:
+        raise RunDirError(f"--resume: the vocabulary of {corpus.path} differs from the run's")
+    config = TrainConfig.from_dict(info["config"])
+    for key, value in options.given().items():
+        if key not in RESUMABLE and getattr(config, key) != value:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(
+                f"--resume keeps the run's settings: {flag} {value} differs from the run's "
+                f"{getattr(config, key)}; drop {flag} or start a new run"
+            )
+    config = options.apply(config)
+    info["config"] = config.to_dict()
+    if not state.checkpoint or not (out / state.checkpoint).exists():
+        raise RunDirError(f"--resume: checkpoint {state.checkpoint} is missing from {out}")
+    return config, state, info

@@ -1,0 +1,77 @@
+"""config.json: what a run is (hyperparameters, corpus, versions) and how far it got."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from gru_edge.runtime.text import TEXT_POLICY
+from gru_edge.runtime.version import __version__
+from gru_edge.trainer.config import TrainConfig
+from gru_edge.trainer.corpus import Corpus, split_point
+from gru_edge.trainer.resume import TrainState
+from gru_edge.trainer.tf_env import load_tf
+
+RUN_FORMAT = "gru-edge-run/1"
+LN2 = math.log(2)
+# The exporter's stateful parity rollout runs over this much real text from the run.
+PROBE_CHARS, MIN_PROBE_CHARS = 1000, 500
+
+
+def initial_info(config: TrainConfig, corpus: Corpus) -> dict[str, Any]:
+    """config.json as a new run writes it, before its first epoch."""
+    tf, keras = load_tf()
+    cut = split_point(len(corpus.ids), config.val_fraction)
+    held_out = len(corpus.text) - cut
+    return {
+        "format": RUN_FORMAT,
+        "config": config.to_dict(),
+        "text_policy": TEXT_POLICY,
+        "vocab_size": len(corpus.vocab),
+        "corpus": {
+            "path": str(corpus.path),
+            "sha256": corpus.sha256,
+            "chars": len(corpus.text),
+            "train_chars": cut,
+            "val_chars": held_out,
+            "val_text_start": cut,
+        },
+        # Held-out text when there is enough of it, else the corpus' end: the run directory
+        # is self-contained for the exporter.
+        "probe_text": corpus.text[cut : cut + PROBE_CHARS]
+        if held_out >= MIN_PROBE_CHARS
+        else corpus.text[-PROBE_CHARS:],
+        "monitor": "val_loss" if config.val_fraction > 0 else "loss",
+        "versions": {
+            "gru_edge": __version__,
+            "tensorflow": tf.__version__,
+            "tf_keras": keras.__version__,
+            "numpy": np.__version__,
+        },
+        "created": now(),
+        "epochs_completed": 0,
+        "best_epoch": None,
+        "best_val_loss": None,
+        "best_val_bpc": None,
+    }
+
+
+def record_progress(info: dict[str, Any], state: TrainState, config: TrainConfig) -> None:
+    """Update ``info`` with the epochs completed and the best value so far."""
+    held_out = config.val_fraction > 0
+    info.update(
+        epochs_completed=state.epoch,
+        best_epoch=state.best_epoch,
+        best_val_loss=state.best if held_out else None,
+        best_val_bpc=state.best / LN2 if held_out else None,
+        best_loss=None if held_out else state.best,
+        updated=now(),
+    )
+
+
+def now() -> str:
+    """UTC, ISO 8601, whole seconds."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()

@@ -1,0 +1,39 @@
+"""The notebook's per-epoch samples, through the runtime's sampler and generation loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gru_edge.runtime.generation import generate_ids
+from gru_edge.runtime.sampler import SamplingSettings
+from gru_edge.trainer.config import TrainConfig
+from gru_edge.trainer.corpus import Corpus
+from gru_edge.trainer.model import build_stepper, step_function
+
+
+def epoch_samples(model: Any, corpus: Corpus, config: TrainConfig, epoch: int) -> str:
+    """One block of text: a random window of the corpus as the prime, then
+    ``config.sample_length`` characters at each of ``config.temperatures``.
+
+    Seeded by (seed, epoch), so a resumed run writes the samples an uninterrupted one would.
+    """
+    step = step_function(build_stepper(model))
+    rng = np.random.default_rng([config.seed, epoch, 1])
+    start = int(rng.integers(0, len(corpus.text) - config.seq_len))
+    prime = corpus.text[start : start + config.seq_len]
+    prime_ids = corpus.ids[start : start + config.seq_len].tolist()
+    blocks = [f"----- epoch {epoch + 1}, prime: {prime!r}\n"]
+    for temperature in config.temperatures:
+        ids = generate_ids(
+            step,
+            prime_ids,
+            config.sample_length,
+            units=config.units,
+            settings=SamplingSettings(temperature=temperature),
+            rng=rng,
+        )
+        text = corpus.vocab.decode(int(row[0]) for row in ids)
+        blocks.append(f"----- temperature {temperature}\n{text}\n")
+    return "".join(blocks)
