@@ -16,7 +16,7 @@ from gru_edge.runtime.files import atomic_path
 from gru_edge.runtime.loader import load_model
 from gru_edge.runtime.ortstep import OrtStep
 from gru_edge.trainer.model import build_stepper, gru_and_dense, step_function
-from gru_edge.trainer.rundir import load_run
+from gru_edge.trainer.rundir import Run, load_run
 from gru_edge.trainer.tf_env import load_tf
 
 MIN_ROLLOUT, MAX_ROLLOUT = 200, 500
@@ -51,8 +51,6 @@ def export_run(
         raise ExportError(f"--atol must be >= 0, got {atol}; try 1e-5")
     run = load_run(run_dir)
     _, keras = load_tf("gru-edge export")
-    import onnx
-
     model = keras.models.load_model(run.model_path, compile=False)
     gru, dense = gru_and_dense(model)
     if dense.units != len(run.vocab):
@@ -64,18 +62,10 @@ def export_run(
     log(f"converting {run.model_path} with tf2onnx (opset {opset})")
     model_proto = convert(stepper, opset)
     metadata = set_metadata(model_proto, run.info, run.vocab, opset)
-    try:
-        onnx.checker.check_model(model_proto, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        first_line = str(exc).splitlines()[0]
-        raise ExportError(f"the converted model fails onnx.checker: {first_line}") from None
+    _check_proto(model_proto)
     payload = model_proto.SerializeToString()
 
-    probe = run.info.get("probe_text") or ""
-    probe_ids = run.vocab.encode(probe, skip_unknown=True)[:MAX_ROLLOUT]
-    if len(probe_ids) < MIN_ROLLOUT:  # a tiny corpus: pad the rollout with seeded ids
-        extra = np.random.default_rng(1).integers(0, len(run.vocab), MIN_ROLLOUT - len(probe_ids))
-        probe_ids = np.concatenate([probe_ids, extra])
+    probe_ids = _probe_ids(run)
     log(
         f"validating against Keras: 8 windows of {run.info['config']['seq_len']} ids, "
         f"a {len(probe_ids)}-step stateful rollout"
@@ -106,6 +96,27 @@ def export_run(
     ops = [node.op_type for node in model_proto.graph.node]
     log(f"wrote {out} ({len(payload):,} bytes; ops: {' '.join(dict.fromkeys(ops))})")
     return ExportReport(out, len(payload), ops, comparisons, metadata)
+
+
+def _probe_ids(run: Run) -> np.ndarray:
+    """Ids of the run's held-out text for the stateful rollout, padded with seeded ids for a
+    tiny corpus."""
+    probe = run.info.get("probe_text") or ""
+    probe_ids = run.vocab.encode(probe, skip_unknown=True)[:MAX_ROLLOUT]
+    if len(probe_ids) < MIN_ROLLOUT:
+        extra = np.random.default_rng(1).integers(0, len(run.vocab), MIN_ROLLOUT - len(probe_ids))
+        probe_ids = np.concatenate([probe_ids, extra])
+    return probe_ids
+
+
+def _check_proto(model_proto) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(model_proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        first_line = str(exc).splitlines()[0]
+        raise ExportError(f"the converted model fails onnx.checker: {first_line}") from None
 
 
 def _check_out(out: Path, force: bool) -> None:

@@ -84,48 +84,64 @@ def run_bench(
     else:
         report.notes.append("Keras row skipped: pass --run-dir RUN_DIR (needs the [train] extra)")
 
-    def rate(chars: int, action: Callable[[], object]) -> float:
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            action()
-            times.append(time.perf_counter() - started)
-        return chars / statistics.median(times)
-
-    log("measuring ONNX window mode")
-    report.rows.append(
-        Row(
-            f"ONNX window mode ({generator.seq_len}-char window per char)",
-            rate(1000, lambda: generator.generate(length=1000, mode="window", seed=1)),
-        )
-    )
-    log("measuring ONNX stateful single stream")
-    report.rows.append(
-        Row(
-            "ONNX stateful, 1 stream, end to end (sampling + decoding)",
-            rate(20000, lambda: generator.generate(length=20000, seed=1)),
-        )
-    )
-    report.rows.append(
-        Row(
-            "ONNX stateful, 1 stream, model step only (no sampling)",
-            rate(20000, lambda: _steps_only(generator, 20000)),
-        )
-    )
-    for batch in (64, 256):
-        log(f"measuring ONNX stateful batch {batch}")
-        report.rows.append(
-            Row(
-                f"ONNX stateful, batch {batch}, aggregate",
-                rate(batch * 500, lambda b=batch: generator.generate_batch(b, length=500, seed=1)),
-            )
-        )
+    report.rows += _runtime_rows(generator, repeats, log)
     first = report.rows[0].chars_per_s
     for row in report.rows:
         row.ratio = row.chars_per_s / first
     log("measuring `gru-edge sample` start-up in fresh processes")
     report.first_char_s, report.sampler_peak_rss_mb = _fresh_process(model_path, threads, repeats)
     return report
+
+
+def _runtime_rows(generator: Generator, repeats: int, log: Callable[[str], None]) -> list[Row]:
+    """The onnxruntime rows: window mode, one stream (end to end and bare steps), batches."""
+
+    def row(name: str, chars: int, action: Callable[[], object]) -> Row:
+        return Row(name, _rate(repeats, chars, action))
+
+    log("measuring ONNX window mode")
+    rows = [
+        row(
+            f"ONNX window mode ({generator.seq_len}-char window per char)",
+            1000,
+            lambda: generator.generate(length=1000, mode="window", seed=1),
+        )
+    ]
+    log("measuring ONNX stateful single stream")
+    rows.append(
+        row(
+            "ONNX stateful, 1 stream, end to end (sampling + decoding)",
+            20000,
+            lambda: generator.generate(length=20000, seed=1),
+        )
+    )
+    rows.append(
+        row(
+            "ONNX stateful, 1 stream, model step only (no sampling)",
+            20000,
+            lambda: _steps_only(generator, 20000),
+        )
+    )
+    for batch in (64, 256):
+        log(f"measuring ONNX stateful batch {batch}")
+        rows.append(
+            row(
+                f"ONNX stateful, batch {batch}, aggregate",
+                batch * 500,
+                lambda b=batch: generator.generate_batch(b, length=500, seed=1),
+            )
+        )
+    return rows
+
+
+def _rate(repeats: int, chars: int, action: Callable[[], object]) -> float:
+    """chars / the median time of ``repeats`` calls of ``action``."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return chars / statistics.median(times)
 
 
 def _steps_only(generator: Generator, steps: int) -> None:

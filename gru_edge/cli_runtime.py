@@ -20,6 +20,7 @@ _SAMPLING = "Sampling"
 _RUNTIME = "Runtime"
 
 
+# Long by declaration only: Typer reads each parameter as an option (see the module doc).
 def sample(
     model: Annotated[Path, typer.Argument(help="The .onnx file written by gru-edge export.")],
     prime: Annotated[

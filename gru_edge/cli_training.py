@@ -19,6 +19,7 @@ from gru_edge.trainer.config import TrainOptions
 _TRAIN = "Training options (defaults: the original notebook's)"
 
 
+# Long by declaration only: Typer reads each parameter as an option (see the module doc).
 def train(
     corpus: Annotated[Path, typer.Argument(help="UTF-8 text file to learn from.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to create.")],

@@ -8,6 +8,11 @@ listed in METADATA_KEYS. The vocabulary's JSON form is runtime.vocabulary's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gru_edge.runtime.errors import ModelFileError
+
 INPUT_IDS = "ids"
 INPUT_STATE = "state"
 OUTPUT_LOGITS = "logits"
@@ -36,3 +41,86 @@ METADATA_KEYS = (
     META_VOCABULARY,
 )
 FORMAT = "gru-edge/1"
+REEXPORT = "re-export it with gru-edge export"  # the fix for a file that breaks the contract
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output as onnxruntime reports it."""
+
+    name: str
+    type: str  # onnxruntime's spelling, e.g. "tensor(int64)"
+    shape: tuple[int | str | None, ...] | None  # str = named dynamic dim, None = unknown
+
+    @property
+    def dtype(self) -> str:
+        """numpy's name for the element type: tensor(float) -> float32."""
+        inner = self.type.removeprefix("tensor(").removesuffix(")")
+        return {"float": "float32", "double": "float64", "float16": "float16"}.get(inner, inner)
+
+    def describe(self) -> str:
+        """e.g. ``ids int64 [batch, time]``."""
+        if self.shape is None:
+            return f"{self.name} {self.dtype} [?]"
+        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name} {self.dtype} [{dims}]"
+
+
+_EXPECTED = {
+    INPUT_IDS: "tensor(int64)",
+    INPUT_STATE: "tensor(float)",
+    OUTPUT_LOGITS: "tensor(float)",
+    OUTPUT_STATE: "tensor(float)",
+}
+
+
+def check_contract(
+    inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], source: str
+) -> tuple[int, int]:
+    """Check names, element types and shapes against the contract; return (units, vocab width)."""
+    in_names = sorted(s.name for s in inputs)
+    out_names = sorted(s.name for s in outputs)
+    if in_names != sorted([INPUT_IDS, INPUT_STATE]) or out_names != sorted(
+        [OUTPUT_LOGITS, OUTPUT_STATE]
+    ):
+        raise ModelFileError(
+            f"{source} has inputs {in_names} and outputs {out_names}; the gru-edge contract is "
+            f"inputs ['ids', 'state'] and outputs ['logits', 'state_out']; {REEXPORT}"
+        )
+    specs = {s.name: s for s in (*inputs, *outputs)}
+    for name, expected in _EXPECTED.items():
+        spec = specs[name]
+        if spec.type != expected:
+            want = TensorSpec(name, expected, None).dtype
+            raise ModelFileError(
+                f"{source}: '{name}' is {spec.dtype}, the contract says {want}; {REEXPORT}"
+            )
+        if spec.shape is None or len(spec.shape) != 2:
+            raise ModelFileError(
+                f"{source}: '{name}' has shape {_shape(spec)}, the contract says rank 2; {REEXPORT}"
+            )
+    for name, axis in (("ids", 0), ("ids", 1), ("state", 0), ("logits", 0), ("state_out", 0)):
+        if isinstance(specs[name].shape[axis], int):
+            what = "batch" if axis == 0 else "time"
+            raise ModelFileError(
+                f"{source}: '{name}' has a fixed {what} size {specs[name].shape[axis]} "
+                f"({_shape(specs[name])}); the contract needs it dynamic; {REEXPORT}"
+            )
+    units = specs["state"].shape[1]
+    width = specs["logits"].shape[1]
+    for name, value in (("state", units), ("logits", width)):
+        if not (isinstance(value, int) and value > 0):
+            raise ModelFileError(
+                f"{source}: '{name}' has shape {_shape(specs[name])}; the contract needs a "
+                f"fixed width in the second dimension; {REEXPORT}"
+            )
+    if specs["state_out"].shape[1] != units:
+        raise ModelFileError(
+            f"{source}: 'state' is {units} wide but 'state_out' is "
+            f"{specs['state_out'].shape[1]}; the contract needs them equal; {REEXPORT}"
+        )
+    return units, width
+
+
+def _shape(spec: TensorSpec) -> str:
+    return spec.describe().split(" ", 2)[2]

@@ -15,8 +15,9 @@ from pathlib import Path
 import onnxruntime as ort
 
 from gru_edge.runtime import contract
+from gru_edge.runtime.contract import REEXPORT, TensorSpec, check_contract
 from gru_edge.runtime.errors import DeviceError, ModelFileError, UsageError
-from gru_edge.runtime.onnx_proto import ProtoError, inspect_model
+from gru_edge.runtime.onnx_proto import ProtoError, ProtoFacts, inspect_model
 from gru_edge.runtime.providers import (
     CPU,
     CUDA,
@@ -28,29 +29,6 @@ from gru_edge.runtime.vocabulary import Vocabulary, VocabularyError
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # a GRU(512) over 200 characters is ~5 MB
 DEFAULT_MAX_METADATA_BYTES = 1024 * 1024
-_REEXPORT = "re-export it with gru-edge export"
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input or output as onnxruntime reports it."""
-
-    name: str
-    type: str  # onnxruntime's spelling, e.g. "tensor(int64)"
-    shape: tuple[int | str | None, ...] | None  # str = named dynamic dim, None = unknown
-
-    @property
-    def dtype(self) -> str:
-        """numpy's name for the element type: tensor(float) -> float32."""
-        inner = self.type.removeprefix("tensor(").removesuffix(")")
-        return {"float": "float32", "double": "float64", "float16": "float16"}.get(inner, inner)
-
-    def describe(self) -> str:
-        """e.g. ``ids int64 [batch, time]``."""
-        if self.shape is None:
-            return f"{self.name} {self.dtype} [?]"
-        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
-        return f"{self.name} {self.dtype} [{dims}]"
 
 
 @dataclass(frozen=True)
@@ -92,7 +70,7 @@ def read_model_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     if not stat.S_ISREG(info.st_mode):
         raise ModelFileError(f"{path} is not a regular file; pass an .onnx file")
     if info.st_size == 0:
-        raise ModelFileError(f"model file {path} is empty; {_REEXPORT}")
+        raise ModelFileError(f"model file {path} is empty; {REEXPORT}")
     too_big = ModelFileError(
         f"model file {path} is over the {max_bytes:,}-byte limit "
         f"({info.st_size:,} bytes); is it a gru-edge model?"
@@ -139,31 +117,12 @@ def load_model(
         available = ort.get_available_providers()
     requested = resolve_providers(device, available)
     data = read_model_bytes(path, max_bytes)
-    try:
-        facts = inspect_model(data)
-    except ProtoError as exc:
-        raise ModelFileError(
-            f"{path} is not an ONNX model (truncated or corrupt: {exc}); {_REEXPORT}"
-        ) from None
-    if facts.external_tensors:
-        names = ", ".join(facts.external_tensors[:3])
-        extra = len(facts.external_tensors) - 3
-        more = f" and {extra} more" if extra > 0 else ""
-        raise ModelFileError(
-            f"{path} stores tensors as external data ({names}{more}), which gru-edge refuses "
-            f"for files from elsewhere; {_REEXPORT} (it writes one self-contained file)"
-        )
+    facts = _inspect(data, path)
     session, warning = _create_session(data, options, requested, device, path)
     providers = list(session.get_providers())
     warning = warning or check_session_providers(device, requested, providers)
 
-    metadata = dict(session.get_modelmeta().custom_metadata_map)
-    meta_size = sum(len(k) + len(v) for k, v in metadata.items())
-    if meta_size > max_metadata_bytes:
-        raise ModelFileError(
-            f"{path} carries {meta_size:,} characters of metadata, over the "
-            f"{max_metadata_bytes:,} limit; {_REEXPORT}"
-        )
+    metadata = _metadata(session, path, max_metadata_bytes)
     vocab = _vocabulary(metadata, path)
     inputs = tuple(_spec(arg) for arg in session.get_inputs())
     outputs = tuple(_spec(arg) for arg in session.get_outputs())
@@ -171,7 +130,7 @@ def load_model(
     if len(vocab) != width:
         raise ModelFileError(
             f"{path}: the vocabulary has {len(vocab)} characters but logits are {width} wide; "
-            f"{_REEXPORT}"
+            f"{REEXPORT}"
         )
     _check_int_meta(metadata, "units", units, path)
     _check_int_meta(metadata, "vocab_size", len(vocab), path)
@@ -194,6 +153,36 @@ def load_model(
     )
 
 
+def _inspect(data: bytes, path: Path) -> ProtoFacts:
+    """The file's facts from its protobuf; refuse what is not ONNX or has external data."""
+    try:
+        facts = inspect_model(data)
+    except ProtoError as exc:
+        raise ModelFileError(
+            f"{path} is not an ONNX model (truncated or corrupt: {exc}); {REEXPORT}"
+        ) from None
+    if facts.external_tensors:
+        names = ", ".join(facts.external_tensors[:3])
+        extra = len(facts.external_tensors) - 3
+        more = f" and {extra} more" if extra > 0 else ""
+        raise ModelFileError(
+            f"{path} stores tensors as external data ({names}{more}), which gru-edge refuses "
+            f"for files from elsewhere; {REEXPORT} (it writes one self-contained file)"
+        )
+    return facts
+
+
+def _metadata(session: ort.InferenceSession, path: Path, max_bytes: int) -> dict[str, str]:
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    size = sum(len(k) + len(v) for k, v in metadata.items())
+    if size > max_bytes:
+        raise ModelFileError(
+            f"{path} carries {size:,} characters of metadata, over the "
+            f"{max_bytes:,} limit; {REEXPORT}"
+        )
+    return metadata
+
+
 def _create_session(
     data: bytes, options: ort.SessionOptions, requested: list[str], device: str, path: Path
 ) -> tuple[ort.InferenceSession, str | None]:
@@ -207,7 +196,7 @@ def _create_session(
         message = _ort_message(exc)
     cuda_problem = any(word in message.lower() for word in ("cuda", "cudnn", "cublas"))
     if CUDA not in requested or (device == "cuda" and not cuda_problem):
-        raise ModelFileError(f"onnxruntime cannot load {path}: {message}; {_REEXPORT}")
+        raise ModelFileError(f"onnxruntime cannot load {path}: {message}; {REEXPORT}")
     if device == "cuda":
         raise DeviceError(
             f"onnxruntime could not start CUDA for {path}: {message}; check that the CUDA "
@@ -217,7 +206,7 @@ def _create_session(
         session = _session(data, options, [CPU])
     except Exception as exc:
         message = _ort_message(exc)
-        raise ModelFileError(f"onnxruntime cannot load {path}: {message}; {_REEXPORT}") from None
+        raise ModelFileError(f"onnxruntime cannot load {path}: {message}; {REEXPORT}") from None
     return session, f"onnxruntime could not start CUDA ({message}); using the CPU"
 
 
@@ -227,80 +216,19 @@ def _session(
     return ort.InferenceSession(data, sess_options=options, providers=providers, enable_fallback=0)
 
 
-_EXPECTED = {
-    contract.INPUT_IDS: "tensor(int64)",
-    contract.INPUT_STATE: "tensor(float)",
-    contract.OUTPUT_LOGITS: "tensor(float)",
-    contract.OUTPUT_STATE: "tensor(float)",
-}
-
-
-def check_contract(
-    inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], source: str
-) -> tuple[int, int]:
-    """Check names, element types and shapes against the contract; return (units, vocab width)."""
-    in_names = sorted(s.name for s in inputs)
-    out_names = sorted(s.name for s in outputs)
-    if in_names != sorted([contract.INPUT_IDS, contract.INPUT_STATE]) or out_names != sorted(
-        [contract.OUTPUT_LOGITS, contract.OUTPUT_STATE]
-    ):
-        raise ModelFileError(
-            f"{source} has inputs {in_names} and outputs {out_names}; the gru-edge contract is "
-            f"inputs ['ids', 'state'] and outputs ['logits', 'state_out']; {_REEXPORT}"
-        )
-    specs = {s.name: s for s in (*inputs, *outputs)}
-    for name, expected in _EXPECTED.items():
-        spec = specs[name]
-        if spec.type != expected:
-            want = TensorSpec(name, expected, None).dtype
-            raise ModelFileError(
-                f"{source}: '{name}' is {spec.dtype}, the contract says {want}; {_REEXPORT}"
-            )
-        if spec.shape is None or len(spec.shape) != 2:
-            raise ModelFileError(
-                f"{source}: '{name}' has shape {_shape(spec)}, the contract says rank 2; "
-                f"{_REEXPORT}"
-            )
-    for name, axis in (("ids", 0), ("ids", 1), ("state", 0), ("logits", 0), ("state_out", 0)):
-        if isinstance(specs[name].shape[axis], int):
-            what = "batch" if axis == 0 else "time"
-            raise ModelFileError(
-                f"{source}: '{name}' has a fixed {what} size {specs[name].shape[axis]} "
-                f"({_shape(specs[name])}); the contract needs it dynamic; {_REEXPORT}"
-            )
-    units = specs["state"].shape[1]
-    width = specs["logits"].shape[1]
-    for name, value in (("state", units), ("logits", width)):
-        if not (isinstance(value, int) and value > 0):
-            raise ModelFileError(
-                f"{source}: '{name}' has shape {_shape(specs[name])}; the contract needs a "
-                f"fixed width in the second dimension; {_REEXPORT}"
-            )
-    if specs["state_out"].shape[1] != units:
-        raise ModelFileError(
-            f"{source}: 'state' is {units} wide but 'state_out' is "
-            f"{specs['state_out'].shape[1]}; the contract needs them equal; {_REEXPORT}"
-        )
-    return units, width
-
-
 def _spec(arg: ort.NodeArg) -> TensorSpec:
     shape = arg.shape
     return TensorSpec(arg.name, arg.type, None if shape is None else tuple(shape))
 
 
-def _shape(spec: TensorSpec) -> str:
-    return spec.describe().split(" ", 2)[2]
-
-
 def _vocabulary(metadata: dict[str, str], path: Path) -> Vocabulary:
     raw = metadata.get(contract.META_VOCABULARY)
     if raw is None:
-        raise ModelFileError(f"{path} has no '{contract.META_VOCABULARY}' metadata; {_REEXPORT}")
+        raise ModelFileError(f"{path} has no '{contract.META_VOCABULARY}' metadata; {REEXPORT}")
     try:
         return Vocabulary.from_json(raw)
     except VocabularyError as exc:
-        raise ModelFileError(f"{path}: {exc}; {_REEXPORT}") from None
+        raise ModelFileError(f"{path}: {exc}; {REEXPORT}") from None
 
 
 def _check_int_meta(
@@ -316,7 +244,7 @@ def _check_int_meta(
     if value < 1 or (expected is not None and value != expected):
         want = f"{expected}" if expected is not None else "a positive integer"
         raise ModelFileError(
-            f"{path}: '{key}' metadata is {raw[:40]!r}, expected {want}; {_REEXPORT}"
+            f"{path}: '{key}' metadata is {raw[:40]!r}, expected {want}; {REEXPORT}"
         )
     return value
 

@@ -10,8 +10,9 @@ import pytest
 from onnx import TensorProto, helper
 from onnx_models import BROKEN, make_model, write_external_data_model, write_model
 
+from gru_edge.runtime.contract import TensorSpec, check_contract
 from gru_edge.runtime.errors import DeviceError, ModelFileError, UsageError
-from gru_edge.runtime.loader import TensorSpec, check_contract, load_model
+from gru_edge.runtime.loader import load_model
 from gru_edge.runtime.onnx_proto import ProtoError, inspect_model
 from gru_edge.runtime.providers import CPU, CUDA, check_session_providers, resolve_providers
 

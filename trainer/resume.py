@@ -80,6 +80,7 @@ def load_for_resume(
                 f"{getattr(config, key)}; drop {flag} or start a new run"
             )
     config = options.apply(config)
+    config.validate()
     info["config"] = config.to_dict()
     if not state.checkpoint or not (out / state.checkpoint).exists():
         raise RunDirError(f"--resume: checkpoint {state.checkpoint} is missing from {out}")

@@ -53,6 +53,12 @@ class _Split:
     val_starts: np.ndarray
     vocab_size: int
 
+    def describe(self) -> str:
+        return (
+            f"{len(self.train_ids):,} chars, {len(self.train_starts):,} windows; held out "
+            f"{len(self.val_ids):,} chars; vocabulary {self.vocab_size}"
+        )
+
     @classmethod
     def of(cls, corpus: Corpus, config: TrainConfig) -> _Split:
         cut = split_point(len(corpus.ids), config.val_fraction)
@@ -92,7 +98,6 @@ def train(
     tf, keras = load_tf("gru-edge train")  # before anything touches the run directory
     if resume:
         config, state, info = load_for_resume(out, corpus, options)
-        config.validate()
     else:
         config, state, info = _fresh_run(out, corpus, options, force)
     if state.epoch >= config.epochs:
@@ -100,7 +105,6 @@ def train(
             f"the run in {out} already completed {state.epoch} epochs; "
             f"pass a larger --epochs to train further"
         )
-
     keras.utils.set_random_seed(config.seed)
     strategy = _strategy(tf, config.strategy)
     chief = _is_chief(strategy)
@@ -109,21 +113,16 @@ def train(
         rundir.write_vocab(out, corpus.vocab)
         rundir.write_json(out / rundir.CONFIG, info)
     with strategy.scope():
-        if resume:
-            model = keras.models.load_model(out / state.checkpoint)
-        else:
-            model = build_model(len(corpus.vocab), config)
+        # The checkpoint brings the optimizer's slots; the learning rate is state.json's.
+        model = keras.models.load_model(out / state.checkpoint) if resume else None
+        model = model or build_model(len(corpus.vocab), config)
     model.optimizer.learning_rate.assign(state.lr)
     fit_callbacks = [*(callbacks or []), _one_epoch(keras)]
     if tensorboard:
         fit_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / rundir.TENSORBOARD)))
 
     split = _Split.of(corpus, config)
-    say(
-        f"training on {corpus.path} ({len(split.train_ids):,} chars, "
-        f"{len(split.train_starts):,} windows; held out {len(split.val_ids):,} chars), "
-        f"vocabulary {split.vocab_size}, seed {config.seed}"
-    )
+    say(f"training on {corpus.path} ({split.describe()}), seed {config.seed}")
     # The progress bar with ETA on a terminal; in a log file, Keras' one line per epoch instead of
     # hundreds of carriage-return updates.
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
