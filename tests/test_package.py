@@ -124,3 +124,17 @@ def test_a_wheel_holds_only_the_gru_edge_package(tmp_path):
         assert f"gru_edge/{module}" in names
     assert not [n for n in names if n.startswith("gru_edge/") and "__pycache__" in n]
     assert any(n.endswith("licenses/LICENSE") for n in names)
+
+
+def test_the_readme_layout_names_every_module():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    listed = {line.split()[0] for line in layout.splitlines() if line.strip()}
+    modules = {
+        f"{folder}/{path.name}"
+        for folder in ("gru_edge", "runtime", "trainer", "exporter")
+        for path in (REPO / folder).glob("*.py")
+        if path.name != "__init__.py" or folder == "gru_edge"
+    }
+    assert sorted(modules - listed) == []
+    assert sorted(m for m in listed if m.endswith(".py") and m not in modules) == []

@@ -12,6 +12,7 @@ import pytest
 from gru_edge.exporter.validate import softmax
 from gru_edge.runtime.generation import generate_ids
 from gru_edge.runtime.sampler import SamplingSettings
+from gru_edge.trainer import rundir
 
 pytestmark = pytest.mark.train  # needs the [train] extra (TensorFlow)
 
@@ -26,8 +27,8 @@ def keras_side(trained_run):
     _, keras = load_tf()
     model = keras.models.load_model(trained_run / "model.keras", compile=False)
     config = json.loads((trained_run / "config.json").read_text(encoding="utf-8"))
-    text = (trained_run / "vocab.json").read_text(encoding="utf-8")
-    return model, step_function(build_stepper(model)), config, json.loads(text)
+    vocab = rundir.read_vocab(trained_run, "the fixture run is broken")
+    return model, step_function(build_stepper(model)), config, vocab
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +57,12 @@ def test_window_mode_matches_keras(keras_side, onnx_step):
 
 def test_500_step_stateful_rollout_matches_keras(keras_side, onnx_step, tiny_corpus):
     _, keras_step, config, vocab = keras_side
-    index = {c: i for i, c in enumerate(vocab)}
     text = tiny_corpus.read_text(encoding="utf-8")[:500]
     units = config["config"]["units"]
     k_state = o_state = np.zeros((1, units), np.float32)
     worst_p = worst_s = 0.0
-    for char in text:
-        ids = np.array([[index[char]]], np.int64)
+    for char_id in vocab.encode(text):
+        ids = np.array([[char_id]], np.int64)
         k_logits, k_state = keras_step(ids, k_state)
         o_logits, o_state = onnx_step(ids, o_state)
         worst_p = max(worst_p, float(np.abs(softmax(o_logits) - softmax(k_logits)).max()))
@@ -92,7 +92,7 @@ def _text(step, vocab, units, length, settings, seed):
         settings=settings,
         rng=np.random.default_rng(seed),
     )
-    return "".join(vocab[int(row[0])] for row in ids)
+    return vocab.decode(int(row[0]) for row in ids)
 
 
 def test_greedy_500_characters_identical(keras_side, onnx_step):
