@@ -20,7 +20,7 @@ import numpy as np
 from gru_edge.runtime.errors import PrimeError, UsageError
 from gru_edge.runtime.generation import generate_ids, generate_one
 from gru_edge.runtime.loader import DEFAULT_MAX_BYTES, LoadedModel, load_model
-from gru_edge.runtime.options import GenerationOptions, Unknown
+from gru_edge.runtime.options import UNKNOWN_POLICIES, GenerationOptions, Unknown
 from gru_edge.runtime.ortstep import OrtStep
 from gru_edge.runtime.text import normalize_text
 from gru_edge.runtime.vocabulary import Vocabulary
@@ -88,7 +88,7 @@ class Generator:
         raise PrimeError, or are dropped with ``unknown="skip"``. No prime, or nothing left
         after skipping, starts from "\\n" (the vocabulary's first character if it lacks one).
         """
-        if unknown not in ("error", "skip"):
+        if unknown not in UNKNOWN_POLICIES:
             raise UsageError(f"unknown must be 'error' or 'skip', got {unknown!r}")
         vocab = self.vocab
         text = normalize_text(prime) if prime else ""
