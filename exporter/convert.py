@@ -21,6 +21,17 @@ from gru_edge.trainer.tf_env import load_tf
 
 # tf2onnx turns a Keras 3 GRU into these; the contract needs the fused GRU op (see trainer/tf_env).
 SLOW_OPS = {"Loop", "Scan"}
+# onnxruntime implements the ONNX GRU op from version 7: files at opset 1-6 convert, then fail
+# to load (measured with onnxruntime 1.32 at opsets 1 and 5).
+MIN_OPSET = 7
+
+
+def supported_opsets() -> tuple[int, int]:
+    """The opsets an export can produce: (MIN_OPSET, the highest tf2onnx knows)."""
+    load_tf("gru-edge export")
+    from tf2onnx.constants import OPSET_TO_IR_VERSION
+
+    return MIN_OPSET, max(OPSET_TO_IR_VERSION)
 
 
 def convert(stepper: Any, opset: int) -> Any:

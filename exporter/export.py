@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gru_edge.exporter.convert import convert, set_metadata
+from gru_edge.exporter.convert import convert, set_metadata, supported_opsets
 from gru_edge.exporter.validate import Comparison, validate
-from gru_edge.runtime.errors import GruEdgeError, RunDirError
+from gru_edge.runtime.errors import GruEdgeError
 from gru_edge.runtime.files import atomic_path
 from gru_edge.runtime.loader import load_model
 from gru_edge.runtime.ortstep import OrtStep
+from gru_edge.trainer.keras_files import load_keras_model
 from gru_edge.trainer.model import build_stepper, gru_and_dense, step_function
 from gru_edge.trainer.rundir import Run, load_run
 from gru_edge.trainer.tf_env import load_tf
@@ -37,27 +39,35 @@ class ExportReport:
 
 def export_run(
     run_dir: Path,
-    out: Path,
+    out: Path | str,
     *,
     opset: int = 17,
     atol: float = 1e-5,
     force: bool = False,
     log: Callable[[str], None] = print,
 ) -> ExportReport:
-    """Convert, check, validate against Keras, then write ``out`` atomically."""
-    run_dir, out = Path(run_dir), Path(out)
-    _check_out(out, force)
+    """Convert, check, validate against Keras, then write ``out`` atomically.
+
+    ``out`` names a file; a string ending in a path separator names a folder and is refused.
+    """
+    run_dir, out = Path(run_dir), _check_out(out, force)
     if not (atol >= 0):
         raise ExportError(f"--atol must be >= 0, got {atol}; try 1e-5")
     run = load_run(run_dir)
-    _, keras = load_tf("gru-edge export")
-    model = keras.models.load_model(run.model_path, compile=False)
-    gru, dense = gru_and_dense(model)
-    if dense.units != len(run.vocab):
-        raise RunDirError(
-            f"{run_dir / 'vocab.json'} has {len(run.vocab)} characters but the model predicts "
-            f"{dense.units}; the run directory is inconsistent, re-run gru-edge train"
+    load_tf("gru-edge export")
+    low, high = supported_opsets()
+    if not (low <= opset <= high):
+        raise ExportError(
+            f"--opset {opset} is outside what this export supports ({low} to {high}: onnxruntime "
+            f"implements GRU from opset {low}, tf2onnx converts up to {high}); try 17"
         )
+    model = load_keras_model(
+        run.model_path,
+        "export only run directories written by gru-edge train (re-train to get one)",
+        units=run.info["config"]["units"],
+        vocab_size=len(run.vocab),
+    )
+    gru, _ = gru_and_dense(model)
     stepper = build_stepper(model)
     log(f"converting {run.model_path} with tf2onnx (opset {opset})")
     model_proto = convert(stepper, opset)
@@ -95,6 +105,7 @@ def export_run(
         raise ExportError(f"cannot write --out {out}: {exc.strerror}") from None
     ops = [node.op_type for node in model_proto.graph.node]
     log(f"wrote {out} ({len(payload):,} bytes; ops: {' '.join(dict.fromkeys(ops))})")
+    _note_stale_temps(out, log)
     return ExportReport(out, len(payload), ops, comparisons, metadata)
 
 
@@ -119,7 +130,16 @@ def _check_proto(model_proto) -> None:
         raise ExportError(f"the converted model fails onnx.checker: {first_line}") from None
 
 
-def _check_out(out: Path, force: bool) -> None:
+def _check_out(out_arg: Path | str, force: bool) -> Path:
+    """``out`` as a Path, once it names a file that may be written."""
+    text = os.fspath(out_arg)
+    out = Path(text)
+    # Path drops a trailing slash: "new/" would silently become a file called "new".
+    if text.endswith((os.sep, "/")) or (os.altsep and text.endswith(os.altsep)):
+        raise ExportError(
+            f"--out {text} ends with a path separator, so it names a folder; give a file "
+            f"name such as {out / 'model.onnx'}"
+        )
     if out.is_dir():
         raise ExportError(f"--out {out} is a directory; give a file name such as model.onnx")
     if out.exists() and not force:
@@ -128,3 +148,18 @@ def _check_out(out: Path, force: bool) -> None:
         raise ExportError(f"cannot write --out {out}: folder {out.parent} does not exist")
     if not os.access(out.parent, os.W_OK):
         raise ExportError(f"cannot write --out {out}: folder {out.parent} is not writable")
+    return out
+
+
+def _note_stale_temps(out: Path, log: Callable[[str], None]) -> None:
+    """Name the temporary files a killed export left beside ``out``. They are not deleted: the
+    folder is the user's, and another export to the same --out may be writing one right now
+    (nothing locks an output file), so neither the name nor the age proves one is abandoned."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.[a-z0-9_]{{8}}\.tmp{re.escape(out.suffix)}")
+    stale = sorted(p.name for p in out.parent.iterdir() if pattern.fullmatch(p.name))
+    if stale:
+        log(
+            f"note: {len(stale)} temporary file(s) from an interrupted export lie beside {out} "
+            f"({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}); delete them unless "
+            "another export to it is running"
+        )

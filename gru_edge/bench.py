@@ -159,12 +159,18 @@ def _notebook_rate(
     run_dir: Path, generator: Generator, repeats: int, log: Callable[[str], None]
 ) -> float:
     """The notebook's loop: model.predict on the one-hot seq_len window, once per character."""
+    from gru_edge.trainer.keras_files import load_keras_model
     from gru_edge.trainer.rundir import load_run
     from gru_edge.trainer.tf_env import load_tf
 
-    _, keras = load_tf("the Keras row of gru-edge bench")
+    load_tf("the Keras row of gru-edge bench")
     run = load_run(run_dir)
-    model = keras.models.load_model(run.model_path, compile=False)
+    model = load_keras_model(
+        run.model_path,
+        "pass --run-dir only for a run directory written by gru-edge train",
+        units=run.info["config"]["units"],
+        vocab_size=len(run.vocab),
+    )
     seq_len, vocab = run.info["config"]["seq_len"], len(run.vocab)
     eye = np.eye(vocab, dtype=np.float32)
     window = list(np.random.default_rng(0).integers(0, vocab, seq_len))

@@ -33,7 +33,9 @@ def sample(
         Path | None,
         typer.Option(help="Read the prime from this UTF-8 file instead.", show_default=False),
     ] = None,
-    length: Annotated[int, typer.Option("--length", "-l", help="Characters to generate.")] = 400,
+    length: Annotated[
+        int, typer.Option("--length", "-l", help="Characters to generate; 0 prints the prime only.")
+    ] = 400,
     temperature: Annotated[
         float,
         typer.Option(
@@ -82,14 +84,19 @@ def sample(
     ] = "error",
     num_samples: Annotated[
         int,
-        typer.Option("--num-samples", "-n", help="Independent samples, run as one batch."),
+        typer.Option(
+            "--num-samples",
+            "-n",
+            help="Independent samples, run as one batch and held in memory until it ends "
+            "(one sample streams any length).",
+        ),
     ] = 1,
     output: Annotated[
         Path | None,
         typer.Option(
             "--output",
             "-o",
-            help="Write to this file (atomically) instead of stdout.",
+            help="Write to this file (atomically; a symlink is written through) instead of stdout.",
             show_default=False,
         ),
     ] = None,
@@ -107,7 +114,7 @@ def sample(
     threads: Annotated[
         int | None,
         typer.Option(
-            help="onnxruntime intra-op threads.",
+            help="onnxruntime intra-op threads, 1 to 256.",
             show_default="onnxruntime's",
             rich_help_panel=_RUNTIME,
         ),

@@ -147,8 +147,11 @@ def train(
 
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory written by gru-edge train.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    # A string, not a Path: Path drops the trailing slash that export refuses (a folder name).
+    out: Annotated[
+        str, typer.Option("--out", "-o", metavar="<path>", help="The .onnx file to write.")
+    ],
+    opset: Annotated[int, typer.Option(help="ONNX opset: 7 up to the newest tf2onnx knows.")] = 17,
     atol: Annotated[
         float, typer.Option(help="Largest allowed |Keras - ONNX| on probabilities and states.")
     ] = 1e-5,

@@ -1,23 +1,34 @@
-"""`gru-edge sample` behind its options: load, generate, stream or write. Runtime only."""
+"""`gru-edge sample` behind its options: load, generate, stream or write. Runtime only.
+
+Memory stays bounded in every mode. One sample (-n 1) is streamed, whatever --length: to stdout
+character by character, into --output's temporary file (renamed into place when complete), or
+as a JSON document written piece by piece. Several samples run as one batch, so every sample is
+finished only at the last step: their ids are held (one byte per character) within the
+Generator's budget, which refuses more before any work, and are then decoded and written in
+pieces.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import typer
+from typing import IO, Any
 
 from gru_edge.cli_common import err
 from gru_edge.memory import peak_rss_mb
 from gru_edge.runtime.errors import UsageError
-from gru_edge.runtime.files import atomic_write
+from gru_edge.runtime.files import atomic_path, check_output
 from gru_edge.runtime.options import GenerationOptions
 from gru_edge.runtime.text import read_text_file
+
+DECODE_CHUNK = 1 << 16  # characters of a held sample decoded and written at a time
+WRITE_GROUP = 1 << 12  # characters of a stream gathered per write to a file
 
 
 @dataclass(frozen=True)
@@ -29,7 +40,7 @@ class SampleRequest:
     prime: str | None = None
     prime_file: Path | None = None  # read the prime from this file instead
     num_samples: int = 1  # run as one batch
-    output: Path | None = None  # None: stdout, streamed when there is one sample
+    output: Path | None = None  # None: stdout
     as_json: bool = False
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # onnxruntime intra-op threads; None: its default
@@ -41,14 +52,50 @@ class SampleRequest:
             raise UsageError("pass --prime or --prime-file, not both")
         if self.num_samples < 1:
             raise UsageError(f"--num-samples must be at least 1, got {self.num_samples}")
-        if self.threads is not None and self.threads < 1:
-            raise UsageError(
-                f"--threads must be at least 1, got {self.threads}; omit it for the default"
-            )
-        output = self.output
-        if output is not None and (output.is_dir() or not output.parent.is_dir()):
-            what = "is a directory" if output.is_dir() else "is in a folder that does not exist"
-            raise UsageError(f"--output {output} {what}; pass a file path in an existing folder")
+        if self.output is not None:
+            check_output(self.output, "--output")
+
+
+class _Sink:
+    """Where the text goes, counting the generated characters that got there."""
+
+    def __init__(self, out: IO[str], streaming: bool):
+        self.out = out
+        self.streaming = streaming  # flush each piece: stdout streams, a file is renamed at the end
+        self.chars = 0
+        self.pipe_closed = False
+
+    def write(self, text: str) -> None:
+        self.out.write(text)
+
+    def pieces(self, pieces: Iterable[str], form: Callable[[str], str] = str) -> None:
+        """Write generated text piece by piece; ``chars`` counts only what got out. A file gets
+        it in groups of about WRITE_GROUP characters: one character at a time, ``form`` and
+        ``write`` would cost as much as generating it."""
+        write, flush = self.out.write, self.out.flush
+        if self.streaming:
+            for piece in pieces:
+                write(form(piece))
+                flush()
+                self.chars += len(piece)
+            return
+        for group in _groups(pieces, WRITE_GROUP):
+            write(form(group))
+            self.chars += len(group)
+
+
+def _groups(pieces: Iterable[str], size: int) -> Iterator[str]:
+    """``pieces`` joined into strings of at least ``size`` characters (the last may be shorter)."""
+    held: list[str] = []
+    count = 0
+    for piece in pieces:
+        held.append(piece)
+        count += len(piece)
+        if count >= size:
+            yield "".join(held)
+            held, count = [], 0
+    if held:
+        yield "".join(held)
 
 
 def run_sample(request: SampleRequest) -> None:
@@ -69,9 +116,26 @@ def run_sample(request: SampleRequest) -> None:
         err(f"Warning: {warning}")
     n = request.num_samples
     if n == 1:
-        chars = generator.stream(prime, options=request.options)
+        samples: list[Iterable[str]] = [generator.stream(prime, options=request.options)]
     else:
-        texts = generator.generate_batch(n, prime, options=request.options)
+        ids = generator.generate_batch_ids(n, prime, options=request.options)
+        samples = [_decoded(generator.vocab, row) for row in ids]
+    _report_prime(generator, request)
+    with _destination(request.output) as sink:
+        if request.as_json:
+            _write_json(sink, _document(request, generator), samples)
+        else:
+            _write_text(sink, generator.last_prime, samples)
+    if request.verbose:
+        seconds = time.perf_counter() - started
+        closed = "; stopped early: the reader closed the pipe" if sink.pipe_closed else ""
+        err(
+            f"{sink.chars:,} characters written in {seconds:.2f} s since loading the model"
+            f"{closed}; peak RSS {peak_rss_mb():.0f} MB"
+        )
+
+
+def _report_prime(generator: Any, request: SampleRequest) -> None:
     fed = generator.last_prime
     if generator.last_skipped:
         skipped = ", ".join(repr(c) for c in generator.last_skipped[:20])
@@ -82,72 +146,80 @@ def run_sample(request: SampleRequest) -> None:
             f"model {request.model}: {generator.units} units, {len(generator.vocab)} characters, "
             f"on {generator.provider}; seed {generator.last_seed}"
         )
-    if n == 1 and request.output is None and not request.as_json:
-        _stream_stdout(fed, chars)
-    else:
-        if n == 1:
-            texts = ["".join(chars)]
-        if request.as_json:
-            result = _as_json(request, generator, texts)
-        else:
-            result = _join_samples(fed, texts)
-        _write(request.output, result)
-    if request.verbose:
-        seconds = time.perf_counter() - started
-        err(
-            f"{request.options.length * n:,} characters in {seconds:.2f} s since loading the "
-            f"model; peak RSS {peak_rss_mb():.0f} MB"
-        )
 
 
-def _as_json(request: SampleRequest, generator, texts: list[str]) -> str:
+def _decoded(vocab: Any, row: Any) -> Iterator[str]:
+    """A held sample's text in pieces of DECODE_CHUNK characters."""
+    for start in range(0, len(row), DECODE_CHUNK):
+        yield vocab.decode_rows(row[None, start : start + DECODE_CHUNK])[0]
+
+
+def _write_text(sink: _Sink, fed: str, samples: list[Iterable[str]]) -> None:
+    """The prime and each sample, a '----- sample i/N' line before each when there are several."""
+    n = len(samples)
+    for number, pieces in enumerate(samples, 1):
+        if n > 1:
+            sink.write(f"----- sample {number}/{n}\n")
+        sink.write(fed)
+        sink.pieces(pieces)
+        sink.write("\n")
+
+
+def _document(request: SampleRequest, generator: Any) -> dict[str, Any]:
     settings = request.options.to_dict()
     settings.update(seed=generator.last_seed, num_samples=request.num_samples)
-    document = {
+    return {
         "model": str(request.model),
         "provider": generator.provider,
         "seed": generator.last_seed,
         "prime": generator.last_prime,
         "skipped": generator.last_skipped,
         "settings": settings,
-        "texts": texts,
     }
-    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 
 
-def _join_samples(fed: str, texts: list[str]) -> str:
-    if len(texts) == 1:
-        return fed + texts[0] + "\n"
-    return "".join(
-        f"----- sample {i}/{len(texts)}\n{fed}{text}\n" for i, text in enumerate(texts, 1)
-    )
+def _write_json(sink: _Sink, document: dict[str, Any], samples: list[Iterable[str]]) -> None:
+    """``json.dumps({**document, "texts": [...]}, ensure_ascii=False, indent=2)`` and a
+    newline, written as the texts are produced rather than built whole."""
+    head = json.dumps(document, ensure_ascii=False, indent=2)
+    sink.write(head[: head.rindex("\n}")] + ',\n  "texts": [\n')
+    for number, pieces in enumerate(samples, 1):
+        sink.write('    "')
+        sink.pieces(pieces, _json_escape)
+        sink.write('"\n' if number == len(samples) else '",\n')
+    sink.write("  ]\n}\n")
 
 
-def _write(output: Path | None, result: str) -> None:
+def _json_escape(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)[1:-1]
+
+
+@contextlib.contextmanager
+def _destination(output: Path | None) -> Iterator[_Sink]:
+    """stdout, or a temporary file renamed onto ``output`` once everything is written."""
     if output is None:
-        typer.echo(result, nl=False)
+        with _stdout() as sink:
+            yield sink
         return
     try:
-        atomic_write(output, result)
+        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+            yield _Sink(out, streaming=False)
     except OSError as exc:
         raise UsageError(f"cannot write --output {output}: {exc.strerror or exc}") from None
 
 
-def _stream_stdout(fed: str, chars: Iterator[str]) -> None:
-    """Write the prime, then each character as it is generated."""
+@contextlib.contextmanager
+def _stdout() -> Iterator[_Sink]:
     out = sys.stdout
     if hasattr(out, "reconfigure"):
         # A console that cannot show a character gets '?' rather than a traceback mid-text.
         out.reconfigure(errors="replace")
-    write, flush = out.write, out.flush
+    sink = _Sink(out, streaming=True)
     try:
-        write(fed)
-        for char in chars:
-            write(char)
-            flush()
-        write("\n")
-        flush()
+        yield sink
+        out.flush()
     except BrokenPipeError:
         # The reader went away (| head): stop quietly, and keep Python's exit-time flush quiet.
+        sink.pipe_closed = True
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, out.fileno())

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gru_edge.runtime.errors import ModelFileError
+from gru_edge.runtime.errors import ModelFileError, shown
+from gru_edge.runtime.vocabulary import Vocabulary, VocabularyError
 
 INPUT_IDS = "ids"
 INPUT_STATE = "state"
@@ -124,3 +125,81 @@ def check_contract(
 
 def _shape(spec: TensorSpec) -> str:
     return spec.describe().split(" ", 2)[2]
+
+
+def read_metadata(
+    entries: Sequence[tuple[bytes, bytes]], source: str, max_bytes: int
+) -> dict[str, str]:
+    """metadata_props as a dict from the raw (key, value) entries, in file order. Refuses more
+    than ``max_bytes`` in all, a key or value that is not UTF-8, and a repeated key (which
+    onnxruntime's map would silently resolve to the last)."""
+    size = sum(len(k) + len(v) for k, v in entries)
+    if size > max_bytes:
+        raise ModelFileError(
+            f"{source} carries {size:,} bytes of metadata, over the {max_bytes:,}-byte limit; "
+            f"{REEXPORT}"
+        )
+    metadata: dict[str, str] = {}
+    for raw_key, raw_value in entries:
+        key = _utf8(raw_key, source, "a metadata key")
+        value = _utf8(raw_value, source, f"the value of metadata key {shown(key)}")
+        if key in metadata:
+            raise ModelFileError(
+                f"{source} has metadata key {shown(key)} more than once, so which value holds "
+                f"is ambiguous; {REEXPORT}"
+            )
+        metadata[key] = value
+    return metadata
+
+
+def _utf8(raw: bytes, source: str, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = raw.decode("utf-8", errors="backslashreplace")
+        raise ModelFileError(
+            f"{source}: {what} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start} of {shown(text)}); {REEXPORT}"
+        ) from None
+
+
+def read_vocabulary(metadata: dict[str, str], source: str) -> Vocabulary:
+    """The ``vocabulary`` metadata as a Vocabulary; ModelFileError if missing or invalid."""
+    raw = metadata.get(META_VOCABULARY)
+    if raw is None:
+        raise ModelFileError(f"{source} has no '{META_VOCABULARY}' metadata; {REEXPORT}")
+    try:
+        return Vocabulary.from_json(raw)
+    except VocabularyError as exc:
+        raise ModelFileError(f"{source}: {exc}; {REEXPORT}") from None
+
+
+def check_metadata(
+    metadata: dict[str, str], vocab: Vocabulary, units: int, width: int, source: str
+) -> int | None:
+    """Check the vocabulary and the numeric metadata against the signature; return seq_len
+    (None if the file lacks it)."""
+    if len(vocab) != width:
+        raise ModelFileError(
+            f"{source}: the vocabulary has {len(vocab)} characters but logits are {width} wide; "
+            f"{REEXPORT}"
+        )
+    _int_meta(metadata, "units", units, source)
+    _int_meta(metadata, "vocab_size", len(vocab), source)
+    return _int_meta(metadata, "seq_len", None, source)
+
+
+def _int_meta(metadata: dict[str, str], key: str, expected: int | None, source: str) -> int | None:
+    raw = metadata.get(key)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1 or (expected is not None and value != expected):
+        want = f"{expected}" if expected is not None else "a positive integer"
+        raise ModelFileError(
+            f"{source}: '{key}' metadata is {shown(raw)}, expected {want}; {REEXPORT}"
+        )
+    return value

@@ -6,6 +6,12 @@
 Every generating method takes its settings either as keywords (``length=200, seed=1``) or as one
 ``GenerationOptions`` (``options=...``), the keywords overriding it; both are validated in one
 place, GenerationOptions. ``generate`` returns the continuation only (not the prime).
+
+Memory stays bounded: ``stream`` holds nothing, whatever the length. The calls that return whole
+texts hold them, so they refuse more than MAX_HELD_CHARS characters in all (one byte per
+character while generating, then the strings); a batch also refuses more rows than one step's
+budget of MAX_BATCH_VALUES values (rows x (vocabulary + units): the logits and the sampler's
+float64 copies grow with it). Both are checked before any work, with one-line UsageErrors.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from gru_edge.runtime.text import normalize_text
 from gru_edge.runtime.vocabulary import Vocabulary
 
 _MAX_LISTED = 20  # unknown characters named in a PrimeError
+MAX_HELD_CHARS = 1 << 25  # 33,554,432 characters: 32 MiB of ids, at most 128 MiB of text
+MAX_BATCH_VALUES = 1 << 22  # rows x (vocabulary + units) per step: ~100 MB of working arrays
 
 
 class Generator:
@@ -81,8 +89,8 @@ class Generator:
 
     def encode_prime(
         self, prime: str | None, unknown: Unknown = "error"
-    ) -> tuple[list[int], str, list[str]]:
-        """(ids to feed, prime text fed, characters skipped) for ``prime``.
+    ) -> tuple[np.ndarray, str, list[str]]:
+        """(ids to feed as int64 [time], prime text fed, characters skipped) for ``prime``.
 
         The prime is normalised like the training text. Characters outside the vocabulary
         raise PrimeError, or are dropped with ``unknown="skip"``. No prime, or nothing left
@@ -103,8 +111,8 @@ class Generator:
         kept = "".join(c for c in text if c in vocab) if missing else text
         if not kept:
             start = "\n" if "\n" in vocab else vocab[0]
-            return [vocab.index(start)], "", missing
-        return vocab.encode(kept).tolist(), kept, missing
+            return np.array([vocab.index(start)], dtype=np.int64), "", missing
+        return vocab.encode(kept), kept, missing
 
     def stream(
         self,
@@ -133,8 +141,14 @@ class Generator:
         options: GenerationOptions | None = None,
         **settings: Any,
     ) -> str:
-        """The generated continuation of ``prime`` (the prime is not included)."""
-        return "".join(self.stream(prime, length, options=options, **settings))
+        """The generated continuation of ``prime`` (the prime is not included); at most
+        MAX_HELD_CHARS characters (``stream`` has no limit)."""
+        loop = self._prepare(prime, length, options, settings)
+        _check_held(loop["length"], 1)
+        ids = np.fromiter(
+            generate_one(self._step(1), **loop), dtype=self._id_dtype(), count=loop["length"]
+        )
+        return self.vocab.decode_rows(ids[None, :])[0]
 
     def generate_batch(
         self,
@@ -146,13 +160,44 @@ class Generator:
         **settings: Any,
     ) -> list[str]:
         """``n`` independent continuations of ``prime``, run as one batch through the model."""
-        if not (isinstance(n, int) and n >= 1):
-            raise UsageError(f"the number of samples must be at least 1, got {n!r}")
+        return self.vocab.decode_rows(
+            self.generate_batch_ids(n, prime, length, options=options, **settings)
+        )
+
+    def generate_batch_ids(
+        self,
+        n: int,
+        prime: str | None = None,
+        length: int | None = None,
+        *,
+        options: GenerationOptions | None = None,
+        **settings: Any,
+    ) -> np.ndarray:
+        """``generate_batch``'s ids, undecoded: [n, length] in the smallest unsigned integer
+        type that holds the vocabulary (one byte per character up to 256 characters)."""
+        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+            raise UsageError(f"--num-samples must be at least 1, got {n!r}")
         loop = self._prepare(prime, length, options, settings)
-        out = np.empty((loop["length"], n), dtype=np.int64)
+        self._check_batch(n, loop["length"])
+        out = np.empty((n, loop["length"]), dtype=self._id_dtype())
         for position, new in enumerate(generate_ids(self._step(n), batch=n, **loop)):
-            out[position] = new
-        return self.vocab.decode_rows(out.T)
+            out[:, position] = new
+        return out
+
+    def _id_dtype(self) -> type[np.unsignedinteger]:
+        size = len(self.vocab)
+        return np.uint8 if size <= 1 << 8 else np.uint16 if size <= 1 << 16 else np.uint32
+
+    def _check_batch(self, n: int, length: int) -> None:
+        per_row = len(self.vocab) + self.units
+        if n * per_row > MAX_BATCH_VALUES:
+            most = MAX_BATCH_VALUES // per_row
+            raise UsageError(
+                f"--num-samples {n:,} is more than one batch of this model can hold: a step "
+                f"keeps samples x (vocabulary {len(self.vocab)} + units {self.units}) values, "
+                f"at most {MAX_BATCH_VALUES:,}; use at most {most:,} samples per run"
+            )
+        _check_held(length, n)
 
     def _prepare(
         self,
@@ -190,4 +235,15 @@ class Generator:
         # A fresh step per call: it owns the state buffers, so two live streams never share.
         return OrtStep(
             self.model.session, batch=batch, units=self.units, vocab_size=len(self.vocab)
+        )
+
+
+def _check_held(length: int, n: int) -> None:
+    """Refuse a call that would hold more than MAX_HELD_CHARS generated characters."""
+    if length * n > MAX_HELD_CHARS:
+        total = f"{n:,} samples x {length:,}" if n > 1 else f"{length:,}"
+        raise UsageError(
+            f"{total} characters is more than the {MAX_HELD_CHARS:,} that whole texts may hold "
+            "in memory; lower --length or --num-samples, or stream one sample "
+            "(gru-edge sample -n 1, Generator.stream), which takes any length"
         )

@@ -1,12 +1,17 @@
 """Load an ONNX file that came from elsewhere, refusing anything outside the gru-edge contract.
 
 Every refusal is a ModelFileError with one line: what is wrong, the value, how to fix it. The
-session is built from the bytes read here, after checking they hold no external-data tensors:
-onnxruntime would otherwise read those from the current directory.
+file is read once, and everything that can be checked from its bytes is checked before
+onnxruntime sees them: no external-data tensors anywhere (onnxruntime would read those from the
+current directory even for a model given as bytes), an ai.onnx opset onnxruntime supports, and
+the metadata read from the protobuf itself (onnxruntime's map keeps the last of repeated keys
+and cannot hold bytes that are not UTF-8). Then the session is built from the same bytes.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,9 +19,21 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from gru_edge.runtime import contract
-from gru_edge.runtime.contract import REEXPORT, TensorSpec, check_contract
-from gru_edge.runtime.errors import DeviceError, ModelFileError, UsageError
+from gru_edge.runtime.contract import (
+    REEXPORT,
+    TensorSpec,
+    check_contract,
+    check_metadata,
+    read_metadata,
+    read_vocabulary,
+)
+from gru_edge.runtime.errors import (
+    DeviceError,
+    ModelFileError,
+    UsageError,
+    onnxruntime_message,
+    shown,
+)
 from gru_edge.runtime.onnx_proto import ProtoError, ProtoFacts, inspect_model
 from gru_edge.runtime.providers import (
     CPU,
@@ -25,10 +42,17 @@ from gru_edge.runtime.providers import (
     main_provider,
     resolve_providers,
 )
-from gru_edge.runtime.vocabulary import Vocabulary, VocabularyError
+from gru_edge.runtime.vocabulary import Vocabulary
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # a GRU(512) over 200 characters is ~5 MB
 DEFAULT_MAX_METADATA_BYTES = 1024 * 1024
+# Each onnxruntime thread reserves its own stack and spins while waiting: 99999 of them took
+# 16 GB. 256 is far past any gain for a GRU step and still bounded.
+MAX_THREADS = 256
+# onnxruntime's log levels: 3 (ERROR) still prints a coloured line before raising the same error
+# as an exception, which gru-edge reports on its one line.
+_FATAL_ONLY = 4
+MIN_OPSET = 7  # the oldest ai.onnx opset onnxruntime guarantees; the newest comes from onnxruntime
 
 
 @dataclass(frozen=True)
@@ -87,17 +111,28 @@ def read_model_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     return data
 
 
+def check_threads(threads: int | None) -> None:
+    """Raise UsageError unless ``threads`` is None (onnxruntime's default) or 1..MAX_THREADS."""
+    if threads is not None and not (
+        isinstance(threads, int) and not isinstance(threads, bool) and 1 <= threads <= MAX_THREADS
+    ):
+        raise UsageError(
+            f"--threads must be 1 to {MAX_THREADS}, got {threads!r}; "
+            "omit it for onnxruntime's default (one per core)"
+        )
+
+
 def session_options(threads: int | None) -> ort.SessionOptions:
     """Session options: ``threads`` intra-op threads (None = onnxruntime's default), one
-    inter-op thread (the graph is a chain), and onnxruntime's warnings silenced because the
-    one that matters (CUDA fallback) is checked and reported here."""
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise UsageError(f"threads must be at least 1, got {threads!r}; omit it for the default")
+    inter-op thread (the graph is a chain), and onnxruntime's log lines silenced: the warning
+    that matters (CUDA fallback) is checked and reported here, and errors come back as
+    exceptions."""
+    check_threads(threads)
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.log_severity_level = 3
+    options.log_severity_level = _FATAL_ONLY
     return options
 
 
@@ -112,29 +147,23 @@ def load_model(
 ) -> LoadedModel:
     """Read, check and open a gru-edge ONNX file; raise ModelFileError or DeviceError."""
     path = Path(path)
+    quiet_onnxruntime()
     options = session_options(threads)
     if available is None:
         available = ort.get_available_providers()
     requested = resolve_providers(device, available)
     data = read_model_bytes(path, max_bytes)
     facts = _inspect(data, path)
-    session, warning = _create_session(data, options, requested, device, path)
+    metadata = read_metadata(facts.metadata, str(path), max_metadata_bytes)
+    vocab = read_vocabulary(metadata, str(path))
+    session, warning = _create_session(data, options, requested, device, path, facts)
     providers = list(session.get_providers())
     warning = warning or check_session_providers(device, requested, providers)
 
-    metadata = _metadata(session, path, max_metadata_bytes)
-    vocab = _vocabulary(metadata, path)
     inputs = tuple(_spec(arg) for arg in session.get_inputs())
     outputs = tuple(_spec(arg) for arg in session.get_outputs())
     units, width = check_contract(inputs, outputs, str(path))
-    if len(vocab) != width:
-        raise ModelFileError(
-            f"{path}: the vocabulary has {len(vocab)} characters but logits are {width} wide; "
-            f"{REEXPORT}"
-        )
-    _check_int_meta(metadata, "units", units, path)
-    _check_int_meta(metadata, "vocab_size", len(vocab), path)
-    seq_len = _check_int_meta(metadata, "seq_len", None, path)
+    seq_len = check_metadata(metadata, vocab, units, width, str(path))
     return LoadedModel(
         path=path,
         session=session,
@@ -153,8 +182,18 @@ def load_model(
     )
 
 
+@functools.cache
+def quiet_onnxruntime() -> None:
+    """Silence onnxruntime's default logger, once, before the first session: it writes
+    coloured lines to stderr from code that session options do not reach (environment and
+    allocator set-up, failures during initialization). What matters is checked and reported by
+    gru-edge itself, and every onnxruntime error also comes back as an exception."""
+    ort.set_default_logger_severity(_FATAL_ONLY)
+
+
 def _inspect(data: bytes, path: Path) -> ProtoFacts:
-    """The file's facts from its protobuf; refuse what is not ONNX or has external data."""
+    """The file's facts from its protobuf; refuse what is not ONNX, has external data, or
+    imports no ai.onnx opset or one older than onnxruntime supports."""
     try:
         facts = inspect_model(data)
     except ProtoError as exc:
@@ -162,29 +201,70 @@ def _inspect(data: bytes, path: Path) -> ProtoFacts:
             f"{path} is not an ONNX model (truncated or corrupt: {exc}); {REEXPORT}"
         ) from None
     if facts.external_tensors:
-        names = ", ".join(facts.external_tensors[:3])
+        # Names come from the file: quoted and cut, so none can break the one-line message.
+        names = ", ".join(shown(name) for name in facts.external_tensors[:3])
         extra = len(facts.external_tensors) - 3
         more = f" and {extra} more" if extra > 0 else ""
         raise ModelFileError(
             f"{path} stores tensors as external data ({names}{more}), which gru-edge refuses "
             f"for files from elsewhere; {REEXPORT} (it writes one self-contained file)"
         )
+    if not facts.has_graph:
+        raise ModelFileError(f"{path} is not an ONNX model (it holds no graph); {REEXPORT}")
+    if facts.opset is None or facts.opset < MIN_OPSET:
+        raise _opset_error(path, facts.opset)
     return facts
 
 
-def _metadata(session: ort.InferenceSession, path: Path, max_bytes: int) -> dict[str, str]:
-    metadata = dict(session.get_modelmeta().custom_metadata_map)
-    size = sum(len(k) + len(v) for k, v in metadata.items())
-    if size > max_bytes:
-        raise ModelFileError(
-            f"{path} carries {size:,} characters of metadata, over the "
-            f"{max_bytes:,} limit; {REEXPORT}"
+def _opset_error(path: Path, opset: int | None, message: str = "") -> ModelFileError:
+    top = _newest_opset(message)
+    runs = f"opsets {MIN_OPSET} to {top}" if top else f"opsets {MIN_OPSET} and up"
+    uses = f"uses ai.onnx opset {opset}" if opset is not None else "imports no ai.onnx opset"
+    return ModelFileError(
+        f"{path} {uses}; this onnxruntime ({ort.__version__}) runs {runs}; "
+        f"{REEXPORT} --opset N, with N in that range"
+    )
+
+
+def _newest_opset(message: str) -> int | None:
+    """The newest ai.onnx opset this onnxruntime runs: from its refusal if it says, else from
+    its operator schemas (~40 ms, so only on the way to a refusal)."""
+    said = re.search(r"till opset (\d+)", message)
+    if said:
+        return int(said.group(1))
+    schemas = getattr(ort.capi._pybind_state, "get_all_operator_schema", None)
+    if schemas is None:
+        return None
+    versions = [s.since_version for s in schemas() if s.domain in ("", "ai.onnx")]
+    return max(versions, default=None)
+
+
+def _load_error(path: Path, message: str, facts: ProtoFacts) -> ModelFileError:
+    """onnxruntime's refusal as one line; for an opset or IR version it cannot run, the
+    supported range in full (its own message is long and names it last)."""
+    ir_top = re.search(r"max supported IR version: (\d+)", message)
+    if ir_top:
+        return ModelFileError(
+            f"{path} has ONNX IR version {facts.ir_version}; this onnxruntime "
+            f"({ort.__version__}) reads IR versions up to {ir_top.group(1)}; {REEXPORT}, or "
+            "upgrade onnxruntime"
         )
-    return metadata
+    if "opset" in message.lower() and facts.opset is not None:
+        top = _newest_opset(message)
+        if top is not None and facts.opset > top:
+            return _opset_error(path, facts.opset, message)
+    return ModelFileError(
+        f"onnxruntime cannot load {path}: {onnxruntime_message(message)}; {REEXPORT}"
+    )
 
 
 def _create_session(
-    data: bytes, options: ort.SessionOptions, requested: list[str], device: str, path: Path
+    data: bytes,
+    options: ort.SessionOptions,
+    requested: list[str],
+    device: str,
+    path: Path,
+    facts: ProtoFacts,
 ) -> tuple[ort.InferenceSession, str | None]:
     """The session, and a warning if "auto" had to fall back to the CPU.
 
@@ -193,21 +273,21 @@ def _create_session(
     try:
         return _session(data, options, requested), None
     except Exception as exc:  # onnxruntime's exceptions derive from Exception only
-        message = _ort_message(exc)
+        message = str(exc)
+    reason = onnxruntime_message(message)
     cuda_problem = any(word in message.lower() for word in ("cuda", "cudnn", "cublas"))
     if CUDA not in requested or (device == "cuda" and not cuda_problem):
-        raise ModelFileError(f"onnxruntime cannot load {path}: {message}; {REEXPORT}")
+        raise _load_error(path, message, facts)
     if device == "cuda":
         raise DeviceError(
-            f"onnxruntime could not start CUDA for {path}: {message}; check that the CUDA "
+            f"onnxruntime could not start CUDA for {path}: {reason}; check that the CUDA "
             "and cuDNN libraries match onnxruntime-gpu, or use --device cpu"
         )
     try:  # "auto": the CPU then
         session = _session(data, options, [CPU])
     except Exception as exc:
-        message = _ort_message(exc)
-        raise ModelFileError(f"onnxruntime cannot load {path}: {message}; {REEXPORT}") from None
-    return session, f"onnxruntime could not start CUDA ({message}); using the CPU"
+        raise _load_error(path, str(exc), facts) from None
+    return session, f"onnxruntime could not start CUDA ({reason}); using the CPU"
 
 
 def _session(
@@ -219,44 +299,6 @@ def _session(
 def _spec(arg: ort.NodeArg) -> TensorSpec:
     shape = arg.shape
     return TensorSpec(arg.name, arg.type, None if shape is None else tuple(shape))
-
-
-def _vocabulary(metadata: dict[str, str], path: Path) -> Vocabulary:
-    raw = metadata.get(contract.META_VOCABULARY)
-    if raw is None:
-        raise ModelFileError(f"{path} has no '{contract.META_VOCABULARY}' metadata; {REEXPORT}")
-    try:
-        return Vocabulary.from_json(raw)
-    except VocabularyError as exc:
-        raise ModelFileError(f"{path}: {exc}; {REEXPORT}") from None
-
-
-def _check_int_meta(
-    metadata: dict[str, str], key: str, expected: int | None, path: Path
-) -> int | None:
-    raw = metadata.get(key)
-    if raw is None:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1 or (expected is not None and value != expected):
-        want = f"{expected}" if expected is not None else "a positive integer"
-        raise ModelFileError(
-            f"{path}: '{key}' metadata is {raw[:40]!r}, expected {want}; {REEXPORT}"
-        )
-    return value
-
-
-def _ort_message(exc: Exception) -> str:
-    """onnxruntime's message on one line, without its '[ONNXRuntimeError] : 7 : CODE :' prefix."""
-    text = " ".join(str(exc).split())
-    if text.startswith("[ONNXRuntimeError]"):
-        text = text.split(" : ", 3)[-1]
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return text or type(exc).__name__
 
 
 def available_providers() -> list[str]:

@@ -1,8 +1,13 @@
 """A small reader of the protobuf wire format, enough to inspect an ONNX file without the onnx
-package (which the runtime must not import).
+package (which the bare install lacks: see the README for the measured trade-off).
 
 It finds tensors stored as external data, which onnxruntime would read from the current
-directory even for a model loaded from bytes, and reads the opset and producer for `info`.
+directory even for a model loaded from bytes, wherever ONNX lets a tensor live: graph
+initializers and sparse initializers, node attributes (t, tensors, sparse_tensor(s)), the graphs
+of attributes (g, graphs) at any depth, local functions (their nodes and their attributes'
+default values) and training-info graphs. It also returns the metadata_props entries as raw
+bytes, in file order, because onnxruntime's map hides repeated keys and cannot hold bytes that
+are not UTF-8, and reads the opset, IR version and producer for `info`.
 Field numbers are from onnx/onnx.proto.
 """
 
@@ -12,6 +17,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 _MAX_DEPTH = 64  # graphs nest inside node attributes (If, Loop, Scan); real models nest a few
+
+# ModelProto
+_M_IR_VERSION, _M_PRODUCER, _M_PRODUCER_VERSION, _M_GRAPH = 1, 2, 3, 7
+_M_OPSET, _M_METADATA, _M_TRAINING_INFO, _M_FUNCTIONS = 8, 14, 20, 25
+# GraphProto
+_G_NODE, _G_INITIALIZER, _G_SPARSE_INITIALIZER = 1, 5, 15
+# NodeProto, FunctionProto, TrainingInfoProto
+_N_ATTRIBUTE = 5
+_F_NODE, _F_ATTRIBUTE_PROTO = 7, 11
+_T_GRAPHS = (1, 2)  # initialization, algorithm
+# AttributeProto
+_A_TENSORS, _A_GRAPHS, _A_SPARSE = (5, 10), (6, 11), (22, 23)
+# TensorProto, SparseTensorProto
+_TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION, _EXTERNAL = 8, 13, 14, 1
+_SPARSE_PARTS = (1, 2)  # values, indices
 
 
 class ProtoError(ValueError):
@@ -25,7 +45,9 @@ class ProtoFacts:
     ir_version: int | None = None
     producer: str = ""
     opset: int | None = None  # of the default ("" or "ai.onnx") domain
+    has_graph: bool = False
     external_tensors: list[str] = field(default_factory=list)
+    metadata: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value), in order
 
 
 def inspect_model(data: bytes) -> ProtoFacts:
@@ -34,26 +56,41 @@ def inspect_model(data: bytes) -> ProtoFacts:
     name = version = ""
     buf = memoryview(data)
     for num, wire, a, b in _fields(buf, 0, len(buf)):
-        if wire == 0 and num == 1:
+        if wire == 0 and num == _M_IR_VERSION:
             facts.ir_version = a
         elif wire != 2:
             continue
-        elif num == 2:
+        elif num == _M_PRODUCER:
             name = _text(buf, a, b)
-        elif num == 3:
+        elif num == _M_PRODUCER_VERSION:
             version = _text(buf, a, b)
-        elif num == 7:
+        elif num == _M_GRAPH:
+            facts.has_graph = True
             _graph(buf, a, b, facts, 1)
-        elif num == 8:
+        elif num == _M_OPSET:
             domain, opset = _opset(buf, a, b)
             if domain in ("", "ai.onnx") and opset is not None:
                 facts.opset = opset
-        elif num == 25:  # FunctionProto: its nodes are field 7
+        elif num == _M_METADATA:
+            facts.metadata.append(_entry(buf, a, b))
+        elif num == _M_TRAINING_INFO:
             for n, w, c, d in _fields(buf, a, b):
-                if n == 7 and w == 2:
-                    _node(buf, c, d, facts, 1)
+                if n in _T_GRAPHS and w == 2:
+                    _graph(buf, c, d, facts, 1)
+        elif num == _M_FUNCTIONS:
+            _function(buf, a, b, facts)
     facts.producer = f"{name} {version}".strip()
     return facts
+
+
+def _function(buf: memoryview, start: int, end: int, facts: ProtoFacts) -> None:
+    for num, wire, a, b in _fields(buf, start, end):
+        if wire != 2:
+            continue
+        if num == _F_NODE:
+            _node(buf, a, b, facts, 1)
+        elif num == _F_ATTRIBUTE_PROTO:  # an attribute's default value
+            _attribute(buf, a, b, facts, 1)
 
 
 def _graph(buf: memoryview, start: int, end: int, facts: ProtoFacts, depth: int) -> None:
@@ -62,32 +99,35 @@ def _graph(buf: memoryview, start: int, end: int, facts: ProtoFacts, depth: int)
     for num, wire, a, b in _fields(buf, start, end):
         if wire != 2:
             continue
-        if num == 1:  # node
+        if num == _G_NODE:
             _node(buf, a, b, facts, depth)
-        elif num == 5:  # initializer
+        elif num == _G_INITIALIZER:
             _tensor(buf, a, b, facts)
-        elif num == 15:  # sparse_initializer
+        elif num == _G_SPARSE_INITIALIZER:
             _sparse(buf, a, b, facts)
 
 
 def _node(buf: memoryview, start: int, end: int, facts: ProtoFacts, depth: int) -> None:
     for num, wire, a, b in _fields(buf, start, end):
-        if num != 5 or wire != 2:  # attribute
+        if num == _N_ATTRIBUTE and wire == 2:
+            _attribute(buf, a, b, facts, depth)
+
+
+def _attribute(buf: memoryview, start: int, end: int, facts: ProtoFacts, depth: int) -> None:
+    for num, wire, a, b in _fields(buf, start, end):
+        if wire != 2:
             continue
-        for n, w, c, d in _fields(buf, a, b):
-            if w != 2:
-                continue
-            if n in (5, 10):  # t, tensors
-                _tensor(buf, c, d, facts)
-            elif n in (6, 11):  # g, graphs
-                _graph(buf, c, d, facts, depth + 1)
-            elif n in (22, 23):  # sparse_tensor, sparse_tensors
-                _sparse(buf, c, d, facts)
+        if num in _A_TENSORS:
+            _tensor(buf, a, b, facts)
+        elif num in _A_GRAPHS:
+            _graph(buf, a, b, facts, depth + 1)
+        elif num in _A_SPARSE:
+            _sparse(buf, a, b, facts)
 
 
 def _sparse(buf: memoryview, start: int, end: int, facts: ProtoFacts) -> None:
     for num, wire, a, b in _fields(buf, start, end):
-        if num in (1, 2) and wire == 2:  # values, indices
+        if num in _SPARSE_PARTS and wire == 2:
             _tensor(buf, a, b, facts)
 
 
@@ -95,10 +135,12 @@ def _tensor(buf: memoryview, start: int, end: int, facts: ProtoFacts) -> None:
     name = ""
     external = False
     for num, wire, a, b in _fields(buf, start, end):
-        if num == 8 and wire == 2:
+        if num == _TENSOR_NAME and wire == 2:
             name = _text(buf, a, b)
-        elif (num == 13 and wire == 2) or (num == 14 and wire == 0 and a == 1):
-            external = True  # external_data entries, or data_location = EXTERNAL
+        elif (num == _TENSOR_EXTERNAL_DATA and wire == 2) or (
+            num == _TENSOR_DATA_LOCATION and wire == 0 and a == _EXTERNAL
+        ):
+            external = True
     if external:
         facts.external_tensors.append(name or "(unnamed)")
 
@@ -111,6 +153,18 @@ def _opset(buf: memoryview, start: int, end: int) -> tuple[str, int | None]:
         elif num == 2 and wire == 0:
             version = a
     return domain, version
+
+
+def _entry(buf: memoryview, start: int, end: int) -> tuple[bytes, bytes]:
+    """A StringStringEntryProto's key and value, undecoded (the last of each wins, as in
+    protobuf; an absent one is empty)."""
+    key = value = b""
+    for num, wire, a, b in _fields(buf, start, end):
+        if num == 1 and wire == 2:
+            key = bytes(buf[a:b])
+        elif num == 2 and wire == 2:
+            value = bytes(buf[a:b])
+    return key, value
 
 
 def _text(buf: memoryview, start: int, end: int) -> str:

@@ -19,7 +19,7 @@ UNKNOWN_POLICIES: tuple[str, ...] = ("error", "skip")
 class GenerationOptions:
     """How much text to generate and how to pick each character."""
 
-    length: int = 400  # characters to generate
+    length: int = 400  # characters to generate; 0 = none (the CLI prints the prime alone)
     temperature: float = 1.0  # 0 = greedy argmax; the notebook called it "diversity"
     top_k: int | None = None  # keep only the k likeliest characters
     top_p: float | None = None  # keep the likeliest characters whose odds add up to p
@@ -28,8 +28,8 @@ class GenerationOptions:
     unknown: Unknown = "error"  # prime characters outside the vocabulary: refuse, or skip
 
     def __post_init__(self) -> None:
-        if not (_is_int(self.length) and self.length >= 1):
-            raise UsageError(f"--length must be at least 1, got {self.length!r}")
+        if not (_is_int(self.length) and self.length >= 0):
+            raise UsageError(f"--length must be a whole number >= 0, got {self.length!r}")
         if self.mode not in MODES:
             raise UsageError(f"--mode must be 'stateful' or 'window', got {self.mode!r}")
         if self.unknown not in UNKNOWN_POLICIES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,15 @@ def show_char(char: str) -> str:
     """A character as Python's repr: control and invisible characters escaped ('\\n',
     '\\xa0'), printable ones as themselves ('é', '🙂'), quoted so a space is visible."""
     return repr(char)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def plain(text: str) -> str:
+    """``text`` with its control characters escaped ('\\x1b'), so that a value from a file
+    from elsewhere cannot break the layout or drive the terminal it is printed to."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def ordered_metadata(metadata: dict[str, str]) -> dict[str, str]:
@@ -42,12 +52,12 @@ def model_info(model: LoadedModel, available: Sequence[str]) -> dict[str, Any]:
 def format_info(info: dict[str, Any], width: int = 100) -> str:
     """The text form of ``model_info``: aligned ``key  value`` lines."""
     rows: list[tuple[str, str]] = [("file", f"{info['path']} ({info['file_size']:,} bytes)")]
-    rows += list(info["metadata"].items())
+    rows += [(plain(key), plain(value)) for key, value in info["metadata"].items()]
     onnx = f"opset {info['opset'] if info['opset'] is not None else '?'}"
     if info["ir_version"] is not None:
         onnx += f", IR version {info['ir_version']}"
     if info["producer"]:
-        onnx += f", made by {info['producer']}"
+        onnx += f", made by {plain(info['producer'])}"
     rows.append(("onnx", onnx))
     rows += [("input", _describe(t)) for t in info["inputs"]]
     rows += [("output", _describe(t)) for t in info["outputs"]]

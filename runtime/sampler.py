@@ -3,7 +3,10 @@ samples and the parity tests.
 
 It works in float64 and in log space, straight from logits, so it never raises on float32
 probabilities that sum past 1 and never yields NaN at tiny or huge temperatures
-(the notebook's ``log(p) / T`` does both).
+(the notebook's ``log(p) / T`` does both). Logits that leave nothing sensible to sample (a NaN,
+a +inf, or a row of only -inf) raise NonFiniteLogits: a model that computes them is broken, and
+sampling them would print uniform noise or one character forever without saying so. (-inf for
+some characters is fine: they are never picked.)
 
 Generation calls it once per character, so the common case (float32 logits, no top-k/top-p)
 takes a short path of a few numpy calls; anything unusual takes the careful path, which gives
@@ -18,7 +21,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from gru_edge.runtime.errors import UsageError
+from gru_edge.runtime.errors import ModelFileError, UsageError
 
 # Below this temperature, (z - max) / T could overflow float64 for float32 logits
 # (their spread is at most ~6.8e38), so the careful path handles it without warnings.
@@ -43,14 +46,35 @@ class SamplingSettings:
             raise UsageError(f"top-p must be in (0, 1], got {self.top_p}; try 0.9")
 
 
+class NonFiniteLogits(ModelFileError):
+    """Logits holding NaN or +inf, or only -inf: the model is broken, nothing can be sampled.
+
+    A ModelFileError to callers; the generation loop adds the character position with ``at``.
+    """
+
+    def __init__(self, what: str, row: int, rows: int, position: int | None = None):
+        self.what, self.row, self.rows, self.position = what, row, rows, position
+        where = f" at generated character {position + 1:,}" if position is not None else ""
+        sample = f" (sample {row + 1} of {rows})" if rows > 1 else ""
+        super().__init__(
+            f"the model computed {what} logits{where}{sample}, which leave nothing to sample: "
+            "its weights are broken or its state overflowed; re-export it from a run whose "
+            "loss was finite"
+        )
+
+    def at(self, position: int) -> NonFiniteLogits:
+        """The same error, saying which generated character (0-based ``position``) it hit."""
+        return NonFiniteLogits(self.what, self.row, self.rows, position)
+
+
 def sample_ids(
     logits: np.ndarray, settings: SamplingSettings, rng: np.random.Generator
 ) -> np.ndarray:
     """Pick one id per row of ``logits`` ([batch, vocab] or [vocab]); returns int64 ids.
 
     Draws exactly one uniform number per row (none when greedy), so a seed fixes the text.
-    NaN logits are never picked; +inf logits share all the probability; a row with no usable
-    logit (all NaN or -inf) is sampled uniformly rather than raising mid-generation.
+    -inf logits are never picked; a row holding NaN or +inf, or only -inf, raises
+    NonFiniteLogits before any number is drawn.
     """
     if _fast_ok(logits, settings):
         if logits.ndim == 1 or (logits.ndim == 2 and logits.shape[0] == 1):
@@ -86,25 +110,28 @@ def _fast_ok(logits: np.ndarray, settings: SamplingSettings) -> bool:
 
 
 # The fast paths do the careful path's arithmetic in the same order (so the same seed picks the
-# same ids), minus the handling of NaN and infinite logits: a row maximum that is not finite
-# means such a logit, and they return None for the careful path to take over before any
-# random number is drawn. (A finite maximum makes every shifted value <= 0, -inf included.)
+# same ids). The row maximum they compute anyway is the whole non-finite check: it is NaN if any
+# logit is (numpy's max and argmax stop at a NaN), +inf if any is, -inf if all are; a finite
+# maximum makes every shifted value <= 0, -inf included. They return None only for temperatures
+# too small for their arithmetic, and the careful path takes over before any number is drawn.
 
-_INF = math.inf
+_isfinite = math.isfinite  # takes numpy scalars; cheaper per character than two comparisons
 _max = np.maximum.reduce  # skips ndarray.max's Python-level wrapper: this runs per character
 _cumsum = np.add.accumulate
 
 
 def _fast_one(row: np.ndarray, t: float, rng: np.random.Generator) -> int | None:
     if t == 0:
-        index = int(row.argmax())  # argmax stops at a NaN, so checking the winner suffices
-        return index if row[index] == row[index] else None
+        index = int(row.argmax())
+        if _isfinite(row[index]):
+            return index
+        raise _non_finite(row)
     if t < _FAST_MIN_TEMPERATURE:
         return None
     z = row.astype(np.float64)
     top = _max(z)
-    if not -_INF < top < _INF:  # a NaN or +inf logit, or nothing above -inf
-        return None
+    if not _isfinite(top):
+        raise _non_finite(row)
     z -= top
     if t != 1:
         z /= t
@@ -117,13 +144,21 @@ def _fast_batch(logits: np.ndarray, t: float, rng: np.random.Generator) -> np.nd
     # Work on [vocab, batch]: numpy's reductions and cumulative sums along the last axis pay a
     # per-row overhead that dominates for rows of ~70; along the first axis they vectorise.
     if t == 0:
-        return None if np.isnan(logits).any() else logits.argmax(axis=1).astype(np.int64)
+        ids = logits.argmax(axis=1)
+        # All finite is the common case and the cheapest test; -inf entries are fine as long
+        # as each row's winner is finite.
+        if (
+            not np.isfinite(logits).all()
+            and not np.isfinite(logits[np.arange(len(ids)), ids]).all()
+        ):
+            raise _non_finite(logits)
+        return ids.astype(np.int64)
     if t < _FAST_MIN_TEMPERATURE:
         return None
     z = np.array(logits.T, dtype=np.float64, order="C")
     top = z.max(axis=0)
     if not np.isfinite(top).all():
-        return None
+        raise _non_finite(logits)
     z -= top
     if t != 1:
         z /= t
@@ -164,21 +199,14 @@ def _sample_careful(
 
 
 def _careful(z: np.ndarray, settings: SamplingSettings, rng: np.random.Generator) -> np.ndarray:
-    z[np.isnan(z)] = -np.inf  # a NaN logit is treated as impossible, never sampled
+    top = z.max(axis=1, keepdims=True)
+    if not np.isfinite(top).all():
+        raise _non_finite(z)
     if settings.temperature == 0:
         return np.argmax(z, axis=1).astype(np.int64)
-    # +inf logits take all the probability, shared equally among them.
-    posinf = z == np.inf
-    has_inf = posinf.any(axis=1)
-    if has_inf.any():
-        z[has_inf] = np.where(posinf[has_inf], 0.0, -np.inf)
-    # A row with nothing usable becomes uniform.
-    dead = np.isneginf(z).all(axis=1)
-    if dead.any():
-        z[dead] = 0.0
     # Shift before scaling: every value becomes <= 0, so dividing by a tiny temperature
     # gives -inf (never inf - inf = NaN) and a huge one tends to uniform.
-    z -= z.max(axis=1, keepdims=True)
+    z -= top
     if settings.temperature != 1:
         z /= settings.temperature
     if settings.top_k is not None and settings.top_k < z.shape[1]:
@@ -188,6 +216,22 @@ def _careful(z: np.ndarray, settings: SamplingSettings, rng: np.random.Generator
     if settings.top_p is not None and settings.top_p < 1:
         weights = _nucleus(weights, settings.top_p)
     return _draw(np.cumsum(weights, axis=1), rng)
+
+
+def _non_finite(logits: np.ndarray) -> NonFiniteLogits:
+    """The error for the first row whose maximum is not finite (the slow path: it is raised)."""
+    rows = np.array(logits, dtype=np.float64, ndmin=2)
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~np.isfinite(rows.max(axis=1)))
+    row = int(bad[0]) if len(bad) else 0
+    values = rows[row]
+    if np.isnan(values).any():
+        what = "NaN"
+    elif (values == np.inf).any():
+        what = "+inf"
+    else:
+        what = "only -inf"
+    return NonFiniteLogits(what, row, len(rows))
 
 
 def _nucleus(weights: np.ndarray, top_p: float) -> np.ndarray:

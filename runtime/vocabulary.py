@@ -3,20 +3,37 @@
 One class builds it from text, encodes and decodes, validates it, and round-trips it through the
 JSON that both `vocab.json` (run directory) and the ONNX `vocabulary` metadata hold. Callers turn
 its VocabularyError into their own error with the fix that fits their file.
+
+Which characters a vocabulary may hold (one rule for corpora and for files from elsewhere): any
+Unicode character a UTF-8 text can carry, except the control characters (category Cc) other
+than "\n" and "\t", and lone surrogates. A surrogate is no character at all (no UTF-8 text holds
+one; printing it raises); a control character is not text, and the escape controls would let a
+model from elsewhere drive the terminal it prints to ("\r" is one too: the text policy turns it
+into "\n"). Everything else stays allowed, because real corpora hold it: no-break and other
+spaces, format characters such as the zero-width joiner or the soft hyphen, private-use and
+not-yet-assigned code points.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
 import numpy as np
 
-from gru_edge.runtime.errors import GruEdgeError
+from gru_edge.runtime.errors import GruEdgeError, shown
 
 _MAX_LISTED = 20  # characters named in a message
+# A vocabulary is one flat array; json.loads recurses per level and raises RecursionError past
+# ~1000, so deeper nesting is refused before parsing.
+MAX_NESTING = 32
+_ALLOWED_CONTROLS = frozenset("\n\t")
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')  # one alternative per character: linear time
+_BRACKET = re.compile(r"[\[\]{}]")
 
 
 class VocabularyError(GruEdgeError):
@@ -34,12 +51,13 @@ class Vocabulary(Sequence[str]):
         if not chars:
             raise VocabularyError("the vocabulary is empty")
         for position, char in enumerate(chars):
-            if not isinstance(char, str) or len(char) != 1:
-                raise VocabularyError(f"vocabulary entry {position} is {char!r}, not one character")
+            problem = character_problem(char)
+            if problem:
+                raise VocabularyError(f"vocabulary entry {position} is {shown(char)}, {problem}")
         ids = {char: i for i, char in enumerate(chars)}
         if len(ids) != len(chars):
             repeated = sorted(c for c, n in Counter(chars).items() if n > 1)
-            raise VocabularyError(f"the vocabulary repeats {repeated!r}")
+            raise VocabularyError(f"the vocabulary repeats {shown(repeated)}")
         self._chars = chars
         self._ids = ids
         self._codes: np.ndarray | None = None
@@ -54,10 +72,15 @@ class Vocabulary(Sequence[str]):
         """Parse the stored form (a JSON array of one-character strings)."""
         if not isinstance(raw, str):
             raise VocabularyError(f"the vocabulary is {type(raw).__name__}, not JSON text")
+        if _nesting(raw) > MAX_NESTING:
+            raise VocabularyError(
+                f"the vocabulary nests JSON arrays or objects more than {MAX_NESTING} deep; "
+                "it must be one flat JSON array of one-character strings"
+            )
         try:
             chars = json.loads(raw)
         except ValueError:
-            raise VocabularyError(f"the vocabulary is not JSON ({raw[:40]!r})") from None
+            raise VocabularyError(f"the vocabulary is not JSON ({shown(raw)})") from None
         return cls.from_list(chars)
 
     @classmethod
@@ -143,3 +166,31 @@ class Vocabulary(Sequence[str]):
             self._codes = np.array([ord(c) for c in self._chars], dtype="<u4")
         codes = np.ascontiguousarray(self._codes[np.asarray(ids)])
         return [row.tobytes().decode("utf-32-le") for row in codes]
+
+
+def character_problem(char: Any) -> str | None:
+    """Why ``char`` cannot be a vocabulary entry (see the module's rule), or None if it can."""
+    if not isinstance(char, str) or len(char) != 1:
+        return "not one character"
+    if "\ud800" <= char <= "\udfff":
+        return "a lone surrogate, which is not a character and cannot be printed"
+    if char not in _ALLOWED_CONTROLS and unicodedata.category(char) == "Cc":
+        return (
+            "a control character; a vocabulary holds text: any character but a surrogate "
+            "or a control character other than '\\n' and '\\t'"
+        )
+    return None
+
+
+def _nesting(raw: str) -> int:
+    """How deep ``raw``'s arrays and objects nest, counted up to just past MAX_NESTING."""
+    text = _JSON_STRING.sub("", raw)
+    if text.count("[") + text.count("{") <= 1:  # the usual case, at C speed
+        return 1
+    depth = deepest = 0
+    for match in _BRACKET.finditer(text):
+        depth += 1 if match.group() in "[{" else -1
+        deepest = max(deepest, depth)
+        if depth > MAX_NESTING:
+            break
+    return deepest

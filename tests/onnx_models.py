@@ -9,6 +9,7 @@ package; the runtime never does.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -64,11 +65,14 @@ def make_model(
     logits_type: int = TensorProto.FLOAT,
     logits_width: int | None = None,
     static_batch: bool = False,
+    edit_weights: Callable[[dict[str, np.ndarray]], None] | None = None,
 ) -> onnx.ModelProto:
     """A model that follows the contract unless one of the keyword arguments breaks it.
 
     metadata: keys to override on top of default_metadata; a None value removes the key.
     logits_width: the Dense layer's width (defaults to the vocabulary size).
+    edit_weights: changes the weights in place (W, R, B, dense_w, dense_b) before they are
+    stored, e.g. to put a NaN in them.
     """
     vocab = list(DEFAULT_VOCAB if vocab is None else vocab)
     v = len(vocab)
@@ -78,15 +82,20 @@ def make_model(
     def weights(*shape: int) -> np.ndarray:
         return (rng.standard_normal(shape) * scale).astype(np.float32)
 
+    learned = {
+        "W": weights(1, 3 * units, v),
+        "R": weights(1, 3 * units, units),
+        "B": weights(1, 6 * units) * 0.1,
+        "dense_w": weights(units, width),
+        "dense_b": weights(width) * 0.1,
+    }
+    if edit_weights is not None:
+        edit_weights(learned)
     inits = [
         numpy_helper.from_array(np.array([v], dtype=np.int64), "depth"),
         numpy_helper.from_array(np.array([0.0, 1.0], dtype=np.float32), "onehot_values"),
         numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
-        numpy_helper.from_array(weights(1, 3 * units, v), "W"),
-        numpy_helper.from_array(weights(1, 3 * units, units), "R"),
-        numpy_helper.from_array(weights(1, 6 * units) * 0.1, "B"),
-        numpy_helper.from_array(weights(units, width), "dense_w"),
-        numpy_helper.from_array(weights(width) * 0.1, "dense_b"),
+        *(numpy_helper.from_array(array, name) for name, array in learned.items()),
     ]
     nodes = [
         helper.make_node("OneHot", [ids_name, "depth", "onehot_values"], ["onehot"], axis=-1),

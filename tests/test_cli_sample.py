@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cli_checks import assert_one_line_error
-from onnx_models import write_model
+from onnx_models import make_model, write_model
 from typer.testing import CliRunner
 
 import gru_edge
@@ -121,9 +121,12 @@ def test_a_failed_sample_leaves_an_existing_output_untouched(tmp_path, small_mod
 @pytest.mark.parametrize(
     "args, needles",
     [
-        (["--length", "0"], ["--length must be at least 1, got 0"]),
+        (["--length", "-1"], ["--length must be a whole number >= 0, got -1"]),
         (["--num-samples", "0"], ["--num-samples must be at least 1"]),
-        (["--threads", "0"], ["--threads must be at least 1"]),
+        (["--threads", "0"], ["--threads must be 1 to 256, got 0"]),
+        (["--threads", "99999"], ["--threads must be 1 to 256, got 99999"]),
+        (["-n", "2", "--length", "1000000000000"], ["2 samples x 1,000,000,000,000 characters"]),
+        (["-n", "1000000"], ["--num-samples 1,000,000 is more than one batch", "at most"]),
         (["--temperature", "-1"], ["temperature must be a finite number >= 0"]),
         (["--top-k", "0"], ["top-k must be at least 1"]),
         (["--top-p", "0"], ["top-p must be in (0, 1]"]),
@@ -189,6 +192,14 @@ def test_info_shows_metadata_vocabulary_signature_and_providers(small_model):
     # Control characters escaped, everything else as itself, a space visible in quotes.
     assert "'\\n'" in out and "'\\t'" in out and "' '" in out and "'🙂'" in out and "'é'" in out
     assert "\t" not in out
+
+
+def test_info_escapes_control_characters_from_the_file(tmp_path):
+    model = make_model(units=8, metadata={"note": "red\x1b[31m\nnext\x9b2J"})
+    model.producer_name = "tool\x1b]0;title\x07"
+    out = _ok("info", write_model(tmp_path / "ansi.onnx", model)).stdout
+    assert "\x1b" not in out and "\x9b" not in out and "\x07" not in out
+    assert "red\\x1b[31m\\nnext\\x9b2J" in out and "made by tool\\x1b]0;title\\x07" in out
 
 
 def test_info_json(small_model):
@@ -259,5 +270,8 @@ def test_the_installed_console_script(tmp_path, small_model):
     assert proc.returncode == 0 and "gru-edge/1" in proc.stdout
     proc = _run([str(script), "--version"], tmp_path)
     assert proc.returncode == 0 and proc.stdout == f"gru-edge {gru_edge.__version__}\n"
-    proc = _run([str(script), "sample", str(small_model), "--length", "0"], tmp_path)
+    proc = _run([str(script), "sample", str(small_model), "--length", "-1"], tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("Error: --length")
+    # onnxruntime's own log lines never reach the terminal.
+    proc = _run([str(script), "sample", str(small_model), "--prime", "ab", "-l", "0"], tmp_path)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ab\n", "")

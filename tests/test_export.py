@@ -79,7 +79,12 @@ def _shrink_vocab(run):
         (lambda run: (run / "vocab.json").unlink(), ["has no vocab.json"]),
         (lambda run: (run / "config.json").unlink(), ["has no config.json"]),
         (lambda run: (run / "config.json").write_text("{oops"), ["is not valid JSON"]),
-        (_shrink_vocab, ["characters but the model predicts"]),
+        (_shrink_vocab, ["predicts", "characters, but the run's vocabulary has"]),
+        (lambda run: (run / "config.json").write_text("[]"), ['has no "format"']),
+        (
+            lambda run: (run / "config.json").write_text('{"format": "gru-edge-run/1"}'),
+            ["lacks or garbles config, config.seq_len"],
+        ),
     ],
 )
 def test_export_bad_run_dir(tmp_path, trained_run, breakage, needles):
@@ -122,3 +127,28 @@ def test_export_without_the_train_extra(tmp_path, trained_run, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", None)
     result = runner.invoke(app, ["export", str(trained_run), "--out", str(tmp_path / "m.onnx")])
     assert_one_line_error(result, "pip install 'gru-edge[train]'")
+
+
+@pytest.mark.parametrize("opset", [1, 6, 19, 21])
+def test_opset_outside_the_supported_range(tmp_path, trained_run, opset):
+    from tf2onnx.constants import OPSET_TO_IR_VERSION
+
+    out = tmp_path / "m.onnx"
+    result = runner.invoke(
+        app, ["export", str(trained_run), "--out", str(out), "--opset", str(opset)]
+    )
+    assert_one_line_error(
+        result, f"--opset {opset} is outside", f"(7 to {max(OPSET_TO_IR_VERSION)}:", "try 17"
+    )
+    assert not out.exists()
+
+
+def test_export_names_but_keeps_the_temporary_files_a_kill_left(tmp_path, trained_run):
+    out = tmp_path / "m.onnx"
+    stale = tmp_path / ".m.onnx.a1b2c3d4.tmp.onnx"
+    stale.write_bytes(b"half an onnx file")
+    result = runner.invoke(app, ["export", str(trained_run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "note: 1 temporary file(s) from an interrupted export" in result.stdout
+    assert ".m.onnx.a1b2c3d4.tmp.onnx" in result.stdout
+    assert stale.read_bytes() == b"half an onnx file" and out.stat().st_size > 0

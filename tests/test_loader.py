@@ -12,7 +12,7 @@ from onnx_models import BROKEN, make_model, write_external_data_model, write_mod
 
 from gru_edge.runtime.contract import TensorSpec, check_contract
 from gru_edge.runtime.errors import DeviceError, ModelFileError, UsageError
-from gru_edge.runtime.loader import load_model
+from gru_edge.runtime.loader import MAX_THREADS, check_threads, load_model
 from gru_edge.runtime.onnx_proto import ProtoError, inspect_model
 from gru_edge.runtime.providers import CPU, CUDA, check_session_providers, resolve_providers
 
@@ -63,7 +63,7 @@ def test_contract_breaches_are_refused(tmp_path, case):
         (lambda d: _write(d / "empty.onnx", b""), "is empty"),
         (lambda d: _write(d / "text.onnx", b"this is not a model"), "is not an ONNX model"),
         (lambda d: _write(d / "cut.onnx", _small_bytes()[:5000]), "truncated or corrupt"),
-        (lambda d: _write(d / "nograph.onnx", b"\x08\x07"), "No graph was found"),
+        (lambda d: _write(d / "nograph.onnx", b"\x08\x07"), "it holds no graph"),
         (lambda d: _fifo(d / "pipe.onnx"), "not a regular file"),
     ],
 )
@@ -76,7 +76,7 @@ def test_files_over_the_size_cap_are_refused(small_model):
 
 
 def test_metadata_over_the_cap_is_refused(small_model):
-    _refused(small_model, "characters of metadata, over the 100 limit", max_metadata_bytes=100)
+    _refused(small_model, "bytes of metadata, over the 100-byte limit", max_metadata_bytes=100)
 
 
 def test_external_data_is_refused_even_when_the_data_file_is_at_hand(tmp_path, monkeypatch):
@@ -89,9 +89,17 @@ def test_external_data_is_refused_even_when_the_data_file_is_at_hand(tmp_path, m
     assert "depth" in message and "more)" in message and "self-contained" in message
 
 
-def test_threads_must_be_positive(small_model):
-    with pytest.raises(UsageError, match="threads must be at least 1"):
-        load_model(small_model, device="cpu", threads=0)
+@pytest.mark.parametrize("threads", [0, -1, 257, 99999, True, 2.5, "4"])
+def test_threads_must_be_in_range(small_model, threads):
+    with pytest.raises(UsageError) as info:
+        load_model(small_model, device="cpu", threads=threads)
+    assert f"--threads must be 1 to 256, got {threads!r}" in str(info.value)
+
+
+@pytest.mark.parametrize("threads", [None, 1, MAX_THREADS])
+def test_threads_in_range_are_accepted(threads):
+    check_threads(threads)  # no session: 256 threads would really start
+    assert MAX_THREADS == 256
 
 
 # --- check_contract on hand-made signatures ---------------------------------------------------

@@ -13,9 +13,9 @@ from gru_edge.runtime.errors import UsageError
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"length": 0}, "--length must be at least 1, got 0"),
-        ({"length": True}, "--length must be at least 1, got True"),
-        ({"length": 2.5}, "--length must be at least 1, got 2.5"),
+        ({"length": -1}, "--length must be a whole number >= 0, got -1"),
+        ({"length": True}, "--length must be a whole number >= 0, got True"),
+        ({"length": 2.5}, "--length must be a whole number >= 0, got 2.5"),
         ({"mode": "batch"}, "--mode must be 'stateful' or 'window', got 'batch'"),
         ({"unknown": "drop"}, "--unknown must be 'error' or 'skip', got 'drop'"),
         ({"seed": -1}, "--seed must be a whole number >= 0, got -1"),
@@ -31,6 +31,13 @@ def test_bad_values_are_refused_at_construction(changes, message):
     assert message in str(caught.value)
     with pytest.raises(UsageError):
         GenerationOptions().replace(**changes)
+
+
+def test_length_zero_asks_for_no_characters(gen):
+    assert GenerationOptions(length=0).length == 0
+    assert gen.generate("The ", 0, seed=1) == "" and gen.last_prime == "The "
+    assert gen.generate_batch(3, "The ", 0, seed=1) == ["", "", ""]
+    assert list(gen.stream("The ", 0)) == []
 
 
 def test_options_are_frozen_and_replace_names_the_unknown_field():

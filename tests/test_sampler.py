@@ -1,14 +1,16 @@
-"""The sampler's math: greedy, top-k, top-p, extreme temperatures, odd logits, seeds, odds."""
+"""The sampler's math: greedy, top-k, top-p, extreme temperatures, odd logits, seeds, odds,
+and the refusal of logits that leave nothing to sample."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
 import pytest
 
-from gru_edge.runtime.errors import UsageError
-from gru_edge.runtime.sampler import SamplingSettings, sample_ids, sample_one
+from gru_edge.runtime.errors import ModelFileError, UsageError
+from gru_edge.runtime.sampler import NonFiniteLogits, SamplingSettings, sample_ids, sample_one
 
 INF = np.inf
 NAN = np.nan
@@ -39,11 +41,9 @@ def _no_numpy_warnings():
     "logits, expected",
     [
         ([1.0, 5.0, 2.0], 1),
-        ([NAN, 1.0, 2.0], 2),  # NaN is never picked, even though argmax would stop there
         ([-INF, -INF, 0.0], 2),
         ([3.0, 3.0, 1.0], 0),  # ties go to the first
         ([-1e30, 1e30, 0.0], 1),
-        ([NAN, NAN, NAN], 0),  # nothing usable: no raise
     ],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -93,24 +93,59 @@ def test_float32_probabilities_summing_past_one_do_not_raise():
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.3, 3.0])
-def test_minus_infinity_and_nan_logits_are_never_sampled(temperature):
-    logits = [-INF, 0.0, NAN, 1.0, -INF, 0.5, NAN]
+def test_minus_infinity_logits_are_never_sampled(temperature):
+    logits = [-INF, 0.0, -INF, 1.0, -INF, 0.5, -INF]
     settings = SamplingSettings(temperature=temperature)
     allowed = {1, 3, 5}
     assert set(_draws(logits, settings, n=500).tolist()) <= allowed
     assert set(_batch_draws(logits, settings, n=3000).tolist()) == allowed
 
 
-def test_plus_infinity_logits_share_all_probability():
-    logits = [0.0, INF, 5.0, INF]
-    counts = np.bincount(_batch_draws(logits, SamplingSettings(), n=4000), minlength=4)
-    assert counts[0] == counts[2] == 0 and abs(counts[1] - counts[3]) < 300
+# Every way to reach the sampler: the single-row fast path (float32), the batch fast path, the
+# careful path (float64 logits, top-k, top-p, a temperature too small for the fast arithmetic).
+_PATHS = {
+    "fast": lambda s: (s, np.float32),
+    "careful float64": lambda s: (s, np.float64),
+    "careful top-k": lambda s: (SamplingSettings(s.temperature, top_k=2), np.float32),
+    "careful top-p": lambda s: (SamplingSettings(s.temperature, top_p=0.9), np.float32),
+}
 
 
-@pytest.mark.parametrize("row", [[-INF, -INF, -INF], [NAN, NAN, NAN]])
-def test_a_row_without_usable_logits_is_uniform(row):
-    ids = _batch_draws(row, SamplingSettings(), n=3000)
-    assert set(ids.tolist()) == {0, 1, 2}
+@pytest.mark.parametrize(
+    "row, what",
+    [
+        ([0.0, NAN, 1.0], "NaN"),
+        ([NAN, NAN, NAN], "NaN"),
+        ([0.0, INF, 1.0], "+inf"),
+        ([INF, INF, INF], "+inf"),
+        ([-INF, -INF, -INF], "only -inf"),
+        ([NAN, INF, -INF], "NaN"),
+    ],
+)
+@pytest.mark.parametrize("temperature", [0.0, 1.0, 0.3, 1e-250])
+@pytest.mark.parametrize("path", list(_PATHS))
+def test_logits_that_leave_nothing_to_sample_raise_before_drawing(row, what, temperature, path):
+    settings, dtype = _PATHS[path](SamplingSettings(temperature=temperature))
+    good = [0.5, 0.1, 0.2]
+    for rows, bad_row in (([row], 0), ([good, good, row, good], 2), ([row] * 300, 0)):
+        logits = np.array(rows, dtype=dtype)
+        rng, twin = np.random.default_rng(1), np.random.default_rng(1)
+        with pytest.raises(NonFiniteLogits) as info:
+            sample_ids(logits, settings, rng)
+        assert info.value.what == what and info.value.row == bad_row
+        assert isinstance(info.value, ModelFileError)
+        message = str(info.value)
+        assert f"computed {what} logits" in message and "\n" not in message
+        assert (f"(sample {bad_row + 1} of {len(rows)})" in message) == (len(rows) > 1)
+        assert rng.random() == twin.random()  # nothing was drawn
+    with pytest.raises(NonFiniteLogits, match=re.escape(f"computed {what} logits")):
+        sample_one(np.array([row], dtype=dtype), settings, np.random.default_rng(0))
+
+
+def test_the_error_names_the_position_it_hit():
+    error = NonFiniteLogits("NaN", 0, 1).at(1233)
+    assert "computed NaN logits at generated character 1,234," in str(error)
+    assert error.position == 1233 and error.what == "NaN"
 
 
 class _FixedRng:

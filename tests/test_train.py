@@ -66,6 +66,7 @@ def test_run_directory_contents(trained_run):
     ):
         assert (trained_run / name).is_file(), name
     assert not list(trained_run.glob(".*.tmp*")), "temporary files left behind"
+    assert not (trained_run / "train.lock").exists(), "the lock file outlived the training"
     info = json.loads((trained_run / "config.json").read_text(encoding="utf-8"))
     vocab = json.loads((trained_run / "vocab.json").read_text(encoding="utf-8"))
     assert info["config"]["units"] == TINY["units"] and info["config"]["seed"] == TINY["seed"]

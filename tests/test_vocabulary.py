@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 
-from gru_edge.runtime.vocabulary import Vocabulary, VocabularyError
+from gru_edge.runtime.vocabulary import MAX_NESTING, Vocabulary, VocabularyError, character_problem
 
 HARD = ["\n", "\t", " ", "a", "é", "—", "“", "🙂"]
 
@@ -57,10 +58,17 @@ def test_json_round_trip_keeps_every_character():
         ('["a", 1]', "entry 1 is 1, not one character"),
         ('["a", "b", "a"]', "repeats ['a']"),
         (None, "is NoneType, not JSON text"),
+        ('["\\ud83d", "a"]', "entry 0 is '\\ud83d', a lone surrogate"),
+        ('["a", "\\u0007"]', "entry 1 is '\\x07', a control character"),
+        ("[" * 33 + "]" * 33, f"more than {MAX_NESTING} deep"),
+        ("[" * 10**6, f"more than {MAX_NESTING} deep"),
+        ('["a", ' + "{" * 40 + "}" * 40 + "]", f"more than {MAX_NESTING} deep"),
+        ("[" * 32 + "]" * 32, "entry 0 is [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]..., not one"),
+        ('["[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "a"]', "entry 0 is '[[[[[[[[[[[[[[["),
     ],
 )
 def test_invalid_vocabularies_are_refused(raw, message):
-    with pytest.raises(VocabularyError, match=message.replace("[", "\\[").replace("(", "\\(")):
+    with pytest.raises(VocabularyError, match=re.escape(message)):
         Vocabulary.from_json(raw)
 
 
@@ -69,3 +77,37 @@ def test_equality_is_by_characters_and_it_is_unhashable():
     assert Vocabulary("ab") != Vocabulary("ba") and Vocabulary("ab") != "ab"
     with pytest.raises(TypeError):
         hash(Vocabulary("ab"))
+
+
+@pytest.mark.parametrize(
+    ("char", "problem"),
+    [
+        ("a", None),
+        ("\n", None),
+        ("\t", None),
+        (" ", None),
+        ("\xa0", None),  # no-break space: real corpora have it
+        ("\u200d", None),  # zero-width joiner, inside emoji sequences
+        ("\xad", None),  # soft hyphen
+        ("\ue000", None),  # private use
+        ("\U000e0001", None),  # format character (language tag)
+        ("\r", "a control character"),
+        ("\x00", "a control character"),
+        ("\x0c", "a control character"),
+        ("\x1b", "a control character"),
+        ("\x7f", "a control character"),
+        ("\x85", "a control character"),
+        ("\ud800", "a lone surrogate"),
+        ("\udfff", "a lone surrogate"),
+        ("ab", "not one character"),
+        (7, "not one character"),
+    ],
+)
+def test_which_characters_a_vocabulary_may_hold(char, problem):
+    found = character_problem(char)
+    assert (found is None) if problem is None else found.startswith(problem)
+
+
+def test_a_corpus_with_control_characters_gets_the_same_rule():
+    with pytest.raises(VocabularyError, match=r"entry 0 is '\\x0c', a control character"):
+        Vocabulary.from_text("page one\x0cpage two")

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from gru_edge.runtime.errors import UsageError
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
+# Upper bounds, checked before any work: far past what a character model needs (the notebook
+# uses 128 units, 100 characters, 128 windows), well before TensorFlow fails with a traceback.
+MAX_UNITS = 4096
+MAX_SEQ_LEN = 10_000
+MAX_BATCH_SIZE = 65_536
 
 
 @dataclass
@@ -36,10 +42,10 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise UsageError for values that make no sense."""
-        _at_least("--seq-len", self.seq_len, 2)
+        _in_range("--seq-len", self.seq_len, 2, MAX_SEQ_LEN)
         _at_least("--step", self.step, 1)
-        _at_least("--units", self.units, 1)
-        _at_least("--batch-size", self.batch_size, 1)
+        _in_range("--units", self.units, 1, MAX_UNITS)
+        _in_range("--batch-size", self.batch_size, 1, MAX_BATCH_SIZE)
         _at_least("--epochs", self.epochs, 1)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UsageError(f"--lr must be a positive number, got {self.lr}; try 0.01")
@@ -107,6 +113,38 @@ class TrainOptions:
     def apply(self, config: TrainConfig) -> TrainConfig:
         """``config`` with the given options replaced (not validated: call validate())."""
         return dataclasses.replace(config, **self.given())
+
+
+def check_memory(config: TrainConfig, vocab_size: int, available: int | None = None) -> None:
+    """Refuse settings whose training cannot fit in this machine's memory (``available``
+    bytes; default: the physical memory). The estimate is a lower bound (weights with their
+    gradients and RMSprop slots, one one-hot batch, the GRU's input projections that backprop
+    keeps), so nothing that would fit is refused."""
+    available = available if available is not None else _physical_memory()
+    if available is None:
+        return
+    units, windows = config.units, config.batch_size * config.seq_len
+    weights = 3 * (3 * (vocab_size + units + 2) * units + (units + 1) * vocab_size)
+    needed = 4 * (weights + windows * (vocab_size + 3 * units))
+    if needed > available:
+        raise UsageError(
+            f"--batch-size {config.batch_size}, --seq-len {config.seq_len} and --units {units} "
+            f"with a {vocab_size}-character vocabulary need at least {needed / 2**30:.1f} GiB, "
+            f"more than this machine's {available / 2**30:.1f} GiB of memory; "
+            "lower --batch-size, --seq-len or --units"
+        )
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not on this system (Windows)
+        return None
+
+
+def _in_range(option: str, value: int, minimum: int, maximum: int) -> None:
+    if not (minimum <= value <= maximum):
+        raise UsageError(f"{option} must be between {minimum} and {maximum}, got {value}")
 
 
 def _at_least(option: str, value: int, minimum: int) -> None:

@@ -14,6 +14,7 @@ from gru_edge.trainer.corpus import Corpus
 
 # Options that --resume may change; every other one must match the run's config.
 RESUMABLE = frozenset({"epochs", "samples"})
+START_OVER = "start the run over with --force (without --resume)"
 
 
 @dataclass
@@ -37,14 +38,33 @@ class TrainState:
 
     @classmethod
     def from_json(cls, data: Any, source: Path) -> TrainState:
+        """The state in ``data``, checked: its checkpoint name is one gru-edge writes (the file
+        is loaded and later deleted, so a path elsewhere must never get through)."""
         names = {f.name for f in fields(cls)}
         if not isinstance(data, dict) or set(data) - names:
-            raise RunDirError(f"--resume: {source} is not a gru-edge training state; start anew")
+            raise RunDirError(f"--resume: {source} is not a gru-edge training state; {START_OVER}")
         state = cls(**data)
         for key in ("best", "plateau_best"):
             if getattr(state, key) is None:
                 setattr(state, key, math.inf)
+        problem = state._problem()
+        if problem:
+            raise RunDirError(f"--resume: {source} has {problem}; {START_OVER}")
         return state
+
+    def _problem(self) -> str | None:
+        def number(value: Any) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+        if not (isinstance(self.epoch, int) and self.epoch >= 1):
+            return f"epoch {self.epoch!r}, not a count of completed epochs"
+        if self.checkpoint != rundir.checkpoint_name(self.epoch):
+            return f"checkpoint {self.checkpoint!r}, not {rundir.checkpoint_name(self.epoch)!r}"
+        if not all(number(v) for v in (self.lr, self.best, self.plateau_best, self.best_epoch)):
+            return "a learning rate or best value that is not a number"
+        if not (isinstance(self.wait, int) and isinstance(self.history, list)):
+            return "a plateau counter or history of the wrong type"
+        return None
 
 
 def load_for_resume(
@@ -54,13 +74,9 @@ def load_for_resume(
 
     Refuses another corpus, another vocabulary, a changed hyperparameter or a missing checkpoint.
     """
-    if not (out / rundir.STATE).exists():
-        raise RunDirError(
-            f"--resume: {out} holds no resumable run (no {rundir.STATE}); "
-            "drop --resume to start a new run there"
-        )
-    hint = "the run cannot be resumed; start a new one"
-    info = rundir.read_json(out / rundir.CONFIG, hint)
+    check_resumable(out)
+    hint = f"the run cannot be resumed; {START_OVER}"
+    info = rundir.read_info(out, hint)
     state = TrainState.from_json(rundir.read_json(out / rundir.STATE, hint), out / rundir.STATE)
     vocab = rundir.read_vocab(out, hint)
     if info["corpus"]["sha256"] != corpus.sha256:
@@ -71,7 +87,13 @@ def load_for_resume(
         )
     if vocab != corpus.vocab:
         raise RunDirError(f"--resume: the vocabulary of {corpus.path} differs from the run's")
-    config = TrainConfig.from_dict(info["config"])
+    try:
+        config = TrainConfig.from_dict(info["config"])
+        config.validate()
+    except (TypeError, UsageError) as exc:
+        raise RunDirError(
+            f"--resume: {out / rundir.CONFIG} holds a bad config ({exc}); {hint}"
+        ) from None
     for key, value in options.given().items():
         if key not in RESUMABLE and getattr(config, key) != value:
             flag = "--" + key.replace("_", "-")
@@ -82,6 +104,24 @@ def load_for_resume(
     config = options.apply(config)
     config.validate()
     info["config"] = config.to_dict()
-    if not state.checkpoint or not (out / state.checkpoint).exists():
-        raise RunDirError(f"--resume: checkpoint {state.checkpoint} is missing from {out}")
+    if not (out / state.checkpoint).is_file():
+        raise RunDirError(
+            f"--resume: checkpoint {state.checkpoint} is missing from {out}; {START_OVER}"
+        )
+    rundir.check_no_symlinks(out)
     return config, state, info
+
+
+def check_resumable(out: Path) -> None:
+    """RunDirError unless ``out`` holds a run with at least one completed epoch; the advice
+    matches what a fresh start on the same folder says (trainer/rundir.py check_fresh)."""
+    if rundir.is_run(out) and not (out / rundir.STATE).exists():
+        raise RunDirError(
+            f"--resume: {out} holds a run that completed no epoch (no {rundir.STATE}), so "
+            f"there is nothing to resume; {START_OVER}"
+        )
+    if not (out / rundir.STATE).exists():
+        raise RunDirError(
+            f"--resume: {out} holds no resumable run (no {rundir.STATE}); "
+            "drop --resume to start a new run there"
+        )

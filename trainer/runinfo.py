@@ -13,9 +13,9 @@ from gru_edge.runtime.version import __version__
 from gru_edge.trainer.config import TrainConfig
 from gru_edge.trainer.corpus import Corpus, split_point
 from gru_edge.trainer.resume import TrainState
+from gru_edge.trainer.rundir import RUN_FORMAT
 from gru_edge.trainer.tf_env import load_tf
 
-RUN_FORMAT = "gru-edge-run/1"
 LN2 = math.log(2)
 # The exporter's stateful parity rollout runs over this much real text from the run.
 PROBE_CHARS, MIN_PROBE_CHARS = 1000, 500
@@ -24,8 +24,9 @@ PROBE_CHARS, MIN_PROBE_CHARS = 1000, 500
 def initial_info(config: TrainConfig, corpus: Corpus) -> dict[str, Any]:
     """config.json as a new run writes it, before its first epoch."""
     tf, keras = load_tf()
-    cut = split_point(len(corpus.ids), config.val_fraction)
-    held_out = len(corpus.text) - cut
+    chars = len(corpus.ids)
+    cut = split_point(chars, config.val_fraction)
+    held_out = chars - cut
     return {
         "format": RUN_FORMAT,
         "config": config.to_dict(),
@@ -34,16 +35,16 @@ def initial_info(config: TrainConfig, corpus: Corpus) -> dict[str, Any]:
         "corpus": {
             "path": str(corpus.path),
             "sha256": corpus.sha256,
-            "chars": len(corpus.text),
+            "chars": chars,
             "train_chars": cut,
             "val_chars": held_out,
             "val_text_start": cut,
         },
         # Held-out text when there is enough of it, else the corpus' end: the run directory
         # is self-contained for the exporter.
-        "probe_text": corpus.text[cut : cut + PROBE_CHARS]
+        "probe_text": corpus.decode(cut, cut + PROBE_CHARS)
         if held_out >= MIN_PROBE_CHARS
-        else corpus.text[-PROBE_CHARS:],
+        else corpus.decode(-PROBE_CHARS),
         "monitor": "val_loss" if config.val_fraction > 0 else "loss",
         "versions": {
             "gru_edge": __version__,

@@ -21,8 +21,8 @@ def epoch_samples(model: Any, corpus: Corpus, config: TrainConfig, epoch: int) -
     """
     step = step_function(build_stepper(model))
     rng = np.random.default_rng([config.seed, epoch, 1])
-    start = int(rng.integers(0, len(corpus.text) - config.seq_len))
-    prime = corpus.text[start : start + config.seq_len]
+    start = int(rng.integers(0, len(corpus.ids) - config.seq_len))
+    prime = corpus.decode(start, start + config.seq_len)
     prime_ids = corpus.ids[start : start + config.seq_len].tolist()
     blocks = [f"----- epoch {epoch + 1}, prime: {prime!r}\n"]
     for temperature in config.temperatures:

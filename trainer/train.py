@@ -1,34 +1,27 @@
-"""The training loop: one Keras ``fit`` per epoch, with our own checkpointing around it.
-
-Running the epochs ourselves (rather than one ``fit`` with callbacks) keeps every piece of state
-that --resume needs in plain files: the epoch counter, the learning-rate schedule's counters, the
-best value, and a checkpoint with the optimizer's slots (see trainer/resume.py).
+"""`gru-edge train` as a library call: check everything, lock the run directory, claim it (a new
+run, or the one to resume), then run the epochs (trainer/epochs.py) under the lock.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gru_edge.runtime.errors import TrainingInterrupted, UsageError
-from gru_edge.runtime.files import atomic_path
 from gru_edge.trainer import rundir
-from gru_edge.trainer.config import TrainConfig, TrainOptions
-from gru_edge.trainer.corpus import Corpus, check_length, load_corpus, split_point, window_starts
-from gru_edge.trainer.data import make_dataset
+from gru_edge.trainer.config import TrainConfig, TrainOptions, check_memory
+from gru_edge.trainer.corpus import Corpus, check_length, load_corpus
+from gru_edge.trainer.epochs import EpochRunner, Split, one_epoch_callback
+from gru_edge.trainer.keras_files import load_keras_model
+from gru_edge.trainer.lock import training_lock
 from gru_edge.trainer.model import build_model
-from gru_edge.trainer.resume import TrainState, load_for_resume
-from gru_edge.trainer.runinfo import LN2, initial_info, record_progress
-from gru_edge.trainer.samples import epoch_samples
+from gru_edge.trainer.resume import TrainState, check_resumable, load_for_resume
+from gru_edge.trainer.runinfo import initial_info
 from gru_edge.trainer.tf_env import load_tf
 
 
@@ -41,35 +34,6 @@ class TrainResult:
     best_epoch: int
     best_value: float  # val_loss, or loss without a validation split
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Split:
-    """The corpus cut into training and held-out ids, with their window starts."""
-
-    train_ids: np.ndarray
-    train_starts: np.ndarray
-    val_ids: np.ndarray
-    val_starts: np.ndarray
-    vocab_size: int
-
-    def describe(self) -> str:
-        return (
-            f"{len(self.train_ids):,} chars, {len(self.train_starts):,} windows; held out "
-            f"{len(self.val_ids):,} chars; vocabulary {self.vocab_size}"
-        )
-
-    @classmethod
-    def of(cls, corpus: Corpus, config: TrainConfig) -> _Split:
-        cut = split_point(len(corpus.ids), config.val_fraction)
-        train_ids, val_ids = corpus.ids[:cut], corpus.ids[cut:]
-        return cls(
-            train_ids,
-            window_starts(len(train_ids), config.seq_len, config.step),
-            val_ids,
-            window_starts(len(val_ids), config.seq_len, config.step),
-            len(corpus.vocab),
-        )
 
 
 def train(
@@ -88,201 +52,122 @@ def train(
 
     ``options`` are the settings the user gave; the rest keep their defaults (or, with
     ``resume``, the run's saved values). ``callbacks`` are extra Keras callbacks (tests use one
-    to interrupt a run).
+    to interrupt a run). The run directory is locked for the whole call (trainer/lock.py).
     """
     options, out = options or TrainOptions(), Path(out)
     say = (lambda _msg: None) if quiet else log
     if resume and force:
         raise UsageError("--resume and --force contradict each other; pick one")
     corpus = load_corpus(Path(corpus_path))
-    tf, keras = load_tf("gru-edge train")  # before anything touches the run directory
-    if resume:
+    fresh = None if resume else _fresh_config(corpus, options)
+    if fresh is None:
+        check_resumable(out)
+    else:
+        rundir.check_fresh(out, force)
+    load_tf("gru-edge train")  # before anything touches the run directory
+    if not resume:
+        rundir.make_dir(out)
+    with training_lock(out):
+        config, state, info = _claim(out, corpus, options, fresh, force, say)
+        run = _start(out, corpus, config, state, info, resume, say, tensorboard)
+        fit_callbacks = [*(callbacks or []), *run.callbacks]
+        say(f"training on {corpus.path} ({run.split.describe()}), seed {config.seed}")
+        # The progress bar with ETA on a terminal; in a log file, Keras' one line per epoch
+        # instead of hundreds of carriage-return updates.
+        verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
+        try:
+            for epoch in range(state.epoch, config.epochs):
+                run.epoch(epoch, fit_callbacks, verbose)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(
+                f"interrupted during epoch {state.epoch + 1}; {out} keeps the {state.epoch} "
+                f"completed epoch(s); continue with: gru-edge train {corpus_path} --out {out} "
+                "--resume"
+            ) from None
+    return TrainResult(out, state.epoch, state.best_epoch, state.best, state.history)
+
+
+def _claim(
+    out: Path,
+    corpus: Corpus,
+    options: TrainOptions,
+    fresh: TrainConfig | None,
+    force: bool,
+    say: Callable[[str], None],
+) -> tuple[TrainConfig, TrainState, dict[str, Any] | None]:
+    """Under the run's lock: the run to resume (``fresh`` None), or ``out`` cleared for the new
+    run with config ``fresh``; either way without the temporary files a killed run left."""
+    if fresh is None:
         config, state, info = load_for_resume(out, corpus, options)
     else:
-        config, state, info = _fresh_run(out, corpus, options, force)
+        # Checked again under the lock: another training may have made a run here meanwhile.
+        if rundir.check_fresh(out, force):
+            rundir.clear_run(out)
+        config, state, info = fresh, TrainState(lr=fresh.lr), None
+    if stale := rundir.clean_stale_temps(out):
+        say(f"removed {stale} temporary file(s) an interrupted run left in {out}")
     if state.epoch >= config.epochs:
         raise UsageError(
             f"the run in {out} already completed {state.epoch} epochs; "
             f"pass a larger --epochs to train further"
         )
+    return config, state, info
+
+
+def _fresh_config(corpus: Corpus, options: TrainOptions) -> TrainConfig:
+    """The new run's config, checked against the corpus and this machine's memory."""
+    config = options.apply(TrainConfig())
+    config.validate()
+    check_memory(config, len(corpus.vocab))
+    check_length(len(corpus.ids), config.seq_len, config.val_fraction)
+    if config.seed is None:
+        config.seed = secrets.randbelow(2**31)
+    return config
+
+
+def _start(
+    out: Path,
+    corpus: Corpus,
+    config: TrainConfig,
+    state: TrainState,
+    info: dict[str, Any] | None,
+    resume: bool,
+    say: Callable[[str], None],
+    tensorboard: bool,
+) -> EpochRunner:
+    """Seed, strategy, the new run's first files, and the model (built, or the checkpoint)."""
+    tf, keras = load_tf()
     keras.utils.set_random_seed(config.seed)
     strategy = _strategy(tf, config.strategy)
     chief = _is_chief(strategy)
     info = info or initial_info(config, corpus)
     if chief and not resume:
-        rundir.write_vocab(out, corpus.vocab)
+        # config.json first: its format marker is what makes the folder provably a run.
         rundir.write_json(out / rundir.CONFIG, info)
+        rundir.write_vocab(out, corpus.vocab)
     with strategy.scope():
         # The checkpoint brings the optimizer's slots; the learning rate is state.json's.
-        model = keras.models.load_model(out / state.checkpoint) if resume else None
-        model = model or build_model(len(corpus.vocab), config)
-    model.optimizer.learning_rate.assign(state.lr)
-    fit_callbacks = [*(callbacks or []), _one_epoch(keras)]
-    if tensorboard:
-        fit_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / rundir.TENSORBOARD)))
-
-    split = _Split.of(corpus, config)
-    say(f"training on {corpus.path} ({split.describe()}), seed {config.seed}")
-    # The progress bar with ETA on a terminal; in a log file, Keras' one line per epoch instead of
-    # hundreds of carriage-return updates.
-    verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
-    run = _Run(out, corpus, config, state, info, model, split, chief, say)
-    try:
-        for epoch in range(state.epoch, config.epochs):
-            run.epoch(epoch, fit_callbacks, verbose)
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(
-            f"interrupted during epoch {state.epoch + 1}; {out} keeps the {state.epoch} "
-            f"completed epoch(s); continue with: gru-edge train {corpus_path} --out {out} "
-            "--resume"
-        ) from None
-    return TrainResult(out, state.epoch, state.best_epoch, state.best, state.history)
-
-
-def _fresh_run(
-    out: Path, corpus: Corpus, options: TrainOptions, force: bool
-) -> tuple[TrainConfig, TrainState, None]:
-    """Check the options against the corpus, then make ``out`` ready for a new run."""
-    config = options.apply(TrainConfig())
-    config.validate()
-    check_length(len(corpus.text), config.seq_len, config.val_fraction)
-    if config.seed is None:
-        config.seed = secrets.randbelow(2**31)
-    rundir.prepare_fresh(out, force)
-    return config, TrainState(lr=config.lr), None
-
-
-@dataclass
-class _Run:
-    """A training run between setup and the end: what each epoch reads and updates."""
-
-    out: Path
-    corpus: Corpus
-    config: TrainConfig
-    state: TrainState
-    info: dict[str, Any]  # config.json
-    model: Any
-    split: _Split
-    chief: bool  # only the chief writes the run directory
-    say: Callable[[str], None]
-
-    def epoch(self, epoch: int, callbacks: list[Any], verbose: int) -> None:
-        """Train one epoch, update the counters, and (the chief) save and write samples."""
-        config, state = self.config, self.state
-        started = time.perf_counter()
-        metrics = self._fit(epoch, callbacks, verbose)
-        row = {
-            "epoch": epoch + 1,
-            "loss": metrics["loss"],
-            "val_loss": metrics.get("val_loss", math.nan),
-            "val_bpc": metrics.get("val_loss", math.nan) / LN2,
-            "lr": state.lr,
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        improved = _end_of_epoch(self.model, state, row, metrics[self.info["monitor"]], config)
-        if self.chief:
-            _save_epoch(self.out, self.model, state, improved, self.info, config)
-        self.say(_summary(row, config.epochs, improved, state.lr))
-        if self.chief and config.samples:
-            block = epoch_samples(self.model, self.corpus, config, epoch)
-            self.say(block.rstrip("\n"))
-            rundir.append_samples(self.out, block + "\n")
-
-    def _fit(self, epoch: int, callbacks: list[Any], verbose: int) -> dict[str, float]:
-        """One epoch of ``fit`` (and validation); its final metrics."""
-        config, split = self.config, self.split
-        data_args = {
-            "seq_len": config.seq_len,
-            "vocab_size": split.vocab_size,
-            "batch_size": config.batch_size,
-        }
-        train_ds = make_dataset(
-            split.train_ids,
-            split.train_starts,
-            order_seed=[config.seed, epoch],
-            max_batches=config.steps_per_epoch,
-            **data_args,
-        )
-        val_ds = None
-        if config.val_fraction > 0:
-            val_ds = make_dataset(
-                split.val_ids, split.val_starts, max_batches=config.validation_steps, **data_args
+        model = (
+            load_keras_model(
+                out / state.checkpoint,
+                "start the run over with --force instead of --resume",
+                compile=True,
+                units=config.units,
+                vocab_size=len(corpus.vocab),
             )
-        fit = self.model.fit(
-            train_ds,
-            validation_data=val_ds,
-            # The run's real epoch count (so Keras prints "Epoch 3/20"); _one_epoch stops it.
-            epochs=config.epochs,
-            initial_epoch=epoch,
-            verbose=verbose,
-            callbacks=callbacks,
-            shuffle=False,
+            if resume
+            else build_model(len(corpus.vocab), config)
         )
-        return {k: float(v[-1]) for k, v in fit.history.items()}
+    model.optimizer.learning_rate.assign(state.lr)
+    callbacks = [one_epoch_callback(keras)]
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / rundir.TENSORBOARD)))
+    split = Split.of(corpus, config)
+    return EpochRunner(out, corpus, config, state, info, model, split, chief, say, callbacks)
 
 
-def _one_epoch(keras):
-    """A callback that ends ``fit`` after one epoch: our loop saves between epochs."""
-
-    class OneEpoch(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            self.model.stop_training = True
-
-    return OneEpoch()
-
-
-def _end_of_epoch(model, state: TrainState, row: dict, value: float, config: TrainConfig) -> bool:
-    """Update the counters like ModelCheckpoint(save_best_only) and ReduceLROnPlateau would."""
-    state.epoch = row["epoch"]
-    state.history.append(row)
-    improved = value < state.best
-    if improved:
-        state.best, state.best_epoch = value, row["epoch"]
-    # Keras' ReduceLROnPlateau: mode min, min_delta 1e-4, cooldown 0.
-    if value < state.plateau_best - 1e-4:
-        state.plateau_best, state.wait = value, 0
-    else:
-        state.wait += 1
-        if state.wait >= config.lr_patience and state.lr > config.min_lr:
-            state.lr = max(state.lr * config.lr_factor, config.min_lr)
-            model.optimizer.learning_rate.assign(state.lr)
-            state.wait = 0
-    return improved
-
-
-def _save_epoch(
-    out: Path, model, state: TrainState, improved: bool, info: dict, config: TrainConfig
-) -> None:
-    """Best model, then checkpoint, then state.json (the commit point), then the logs."""
-    if improved:
-        with atomic_path(out / rundir.MODEL) as tmp:
-            model.save(tmp)
-    previous = state.checkpoint
-    state.checkpoint = rundir.checkpoint_name(state.epoch)
-    with atomic_path(out / state.checkpoint) as tmp:
-        model.save(tmp)
-    rundir.write_json(out / rundir.STATE, state.to_json())
-    if previous and previous != state.checkpoint:
-        (out / previous).unlink(missing_ok=True)
-    record_progress(info, state, config)
-    rundir.write_json(out / rundir.CONFIG, info)
-    rundir.write_history(out, state.history)
-
-
-def _summary(row: dict, epochs: int, improved: bool, lr: float) -> str:
-    val = (
-        ""
-        if math.isnan(row["val_loss"])
-        else (f"  val_loss {row['val_loss']:.4f}  val_bpc {row['val_bpc']:.3f}")
-    )
-    best = "  (best, saved)" if improved else ""
-    return (
-        f"epoch {row['epoch']}/{epochs}  loss {row['loss']:.4f}{val}  "
-        f"lr {row['lr']:g}  {row['seconds']:.1f}s{best}  next lr {lr:g}"
-    )
-
-
-def _strategy(tf, name: str):
+def _strategy(tf: Any, name: str) -> Any:
+    """The tf.distribute strategy named by --strategy."""
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.MirroredStrategy(devices=None if gpus else ["/cpu:0"])
@@ -291,7 +176,7 @@ def _strategy(tf, name: str):
     return tf.distribute.get_strategy()
 
 
-def _is_chief(strategy) -> bool:
+def _is_chief(strategy: Any) -> bool:
     """Only the chief writes the run directory under multi-worker training."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not os.environ.get("TF_CONFIG"):

@@ -1,0 +1,176 @@
+"""Model files from elsewhere that try something: a tensor kept outside the file, in each place
+ONNX allows one, and metadata that onnx.helper cannot write (raw bytes, repeated keys).
+
+Each external-data model is a contract model whose ``dense_b`` (or, where no operator reads a
+tensor, an extra one) says its data is in EXTERNAL_FILE, and the data is really there: had the
+loader not refused, onnxruntime would have read it from the current directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from onnx_models import OPSET, make_model
+
+EXTERNAL_FILE = "weights.bin"
+
+
+def external_tensor(name: str, array: np.ndarray) -> TensorProto:
+    """A tensor whose data ONNX would read from EXTERNAL_FILE, offset 0."""
+    tensor = numpy_helper.from_array(array, name)
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", EXTERNAL_FILE), ("offset", "0")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    return tensor
+
+
+def _sparse(name: str, array: np.ndarray) -> onnx.SparseTensorProto:
+    indices = numpy_helper.from_array(np.arange(array.size, dtype=np.int64), f"{name}_indices")
+    return helper.make_sparse_tensor(external_tensor(name, array), indices, list(array.shape))
+
+
+def _constant(output: str, name: str, array: np.ndarray) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [output], value=external_tensor(name, array))
+
+
+def _branch(name: str, output: str, array: np.ndarray) -> onnx.GraphProto:
+    out = helper.make_tensor_value_info(output, TensorProto.FLOAT, list(array.shape))
+    return helper.make_graph([_constant(output, name, array)], f"{name}_graph", [], [out])
+
+
+def _if(output: str, branch: onnx.GraphProto, cond: str = "always") -> list[onnx.NodeProto]:
+    true = helper.make_tensor(f"{cond}_value", TensorProto.BOOL, [], [True])
+    return [
+        helper.make_node("Constant", [], [cond], value=true),
+        helper.make_node("If", [cond], [output], then_branch=branch, else_branch=branch),
+    ]
+
+
+def _function(nodes: list[onnx.NodeProto]) -> onnx.FunctionProto:
+    return helper.make_function("local", "Bias", [], ["b"], nodes, [helper.make_opsetid("", OPSET)])
+
+
+# Each takes (model, its graph, the Add node that adds dense_b, the tensor's name, dense_b's
+# values) with dense_b's initializer already removed, and puts the tensor back from outside.
+_Place = Callable[[onnx.ModelProto, onnx.GraphProto, onnx.NodeProto, str, np.ndarray], object]
+
+
+def _nested(name: str, bias: np.ndarray) -> list[onnx.NodeProto]:
+    out = helper.make_tensor_value_info("outer_out", TensorProto.FLOAT, list(bias.shape))
+    inner = _if("outer_out", _branch(name, "inner_out", bias), cond="inner_cond")
+    return _if("dense_b", helper.make_graph(inner, "outer", [], [out]))
+
+
+def _default_attribute(name: str, bias: np.ndarray) -> onnx.FunctionProto:
+    constant = helper.make_node("Constant", [], ["b"])
+    constant.attribute.append(
+        onnx.AttributeProto(name="value", ref_attr_name="w", type=onnx.AttributeProto.TENSOR)
+    )
+    function = _function([constant])
+    function.attribute_proto.append(helper.make_attribute("w", external_tensor(name, bias)))
+    return function
+
+
+def _use_function(model: onnx.ModelProto, function: onnx.FunctionProto) -> None:
+    model.functions.append(function)
+    model.opset_import.append(helper.make_opsetid("local", 1))
+    model.graph.node.insert(0, helper.make_node("Bias", [], ["dense_b"], domain="local"))
+
+
+def _initializer(where, tensor, add: onnx.NodeProto) -> None:
+    where.append(tensor)
+    add.input[1] = tensor.values.name if isinstance(tensor, onnx.SparseTensorProto) else tensor.name
+
+
+def _extra(graph: onnx.GraphProto, add: onnx.NodeProto, values: list, bias: np.ndarray) -> None:
+    """No operator reads a list of tensors or graphs: keep dense_b and add them as an extra
+    attribute, which onnxruntime would refuse only after the loader has looked."""
+    graph.initializer.append(numpy_helper.from_array(bias, "dense_b"))
+    add.attribute.append(helper.make_attribute("extra", values))
+
+
+def _training_info(model: onnx.ModelProto, graph, add, name: str, bias: np.ndarray) -> None:
+    graph.initializer.append(numpy_helper.from_array(bias, "dense_b"))
+    init = helper.make_graph([], "init", [], [], initializer=[external_tensor(name, bias)])
+    model.training_info.add().initialization.CopyFrom(init)
+
+
+PLACES: dict[str, _Place] = {
+    "graph initializer": lambda m, g, add, name, bias: _initializer(
+        g.initializer, external_tensor(name, bias), add
+    ),
+    "sparse initializer": lambda m, g, add, name, bias: _initializer(
+        g.sparse_initializer, _sparse(name, bias), add
+    ),
+    "node attribute t": lambda m, g, add, name, bias: g.node.insert(
+        0, _constant("dense_b", name, bias)
+    ),
+    "node attribute sparse_tensor": lambda m, g, add, name, bias: g.node.insert(
+        0, helper.make_node("Constant", [], ["dense_b"], sparse_value=_sparse(name, bias))
+    ),
+    "node attribute tensors": lambda m, g, add, name, bias: _extra(
+        g, add, [external_tensor(name, bias)], bias
+    ),
+    "node attribute sparse_tensors": lambda m, g, add, name, bias: _extra(
+        g, add, [_sparse(name, bias)], bias
+    ),
+    "subgraph": lambda m, g, add, name, bias: g.node.extend(
+        _if("dense_b", _branch(name, "branch_out", bias))
+    ),
+    "subgraph list": lambda m, g, add, name, bias: _extra(
+        g, add, [_branch(name, "out", bias)], bias
+    ),
+    "nested subgraph": lambda m, g, add, name, bias: g.node.extend(_nested(name, bias)),
+    "function node": lambda m, g, add, name, bias: _use_function(
+        m, _function([_constant("b", name, bias)])
+    ),
+    "function attribute default": lambda m, g, add, name, bias: _use_function(
+        m, _default_attribute(name, bias)
+    ),
+    "subgraph in a function": lambda m, g, add, name, bias: _use_function(
+        m, _function(_if("b", _branch(name, "branch_out", bias)))
+    ),
+    "training info": _training_info,
+}
+
+
+def write_external_in(folder: Path, where: str, **kwargs) -> tuple[Path, str]:
+    """A contract model with one tensor stored as external data in ``where`` (a PLACES key),
+    and that data in ``folder``/EXTERNAL_FILE; returns the model's path and the tensor's name."""
+    model = make_model(**kwargs)
+    graph = model.graph
+    (bias_proto,) = [t for t in graph.initializer if t.name == "dense_b"]
+    graph.initializer.remove(bias_proto)
+    bias = numpy_helper.to_array(bias_proto)
+    add = next(n for n in graph.node if n.op_type == "Add")
+    name = where.replace(" ", "_")
+    PLACES[where](model, graph, add, name, bias)
+    (Path(folder) / EXTERNAL_FILE).write_bytes(bias.tobytes())
+    path = Path(folder) / f"{name}.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path, name
+
+
+def with_raw_metadata(data: bytes, key: bytes, value: bytes) -> bytes:
+    """A serialized model plus one metadata_props entry of raw bytes (protobuf merges a field
+    appended to a message, so this is the model with one more entry)."""
+    return data + _field(14, _field(1, key) + _field(2, value))
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
