@@ -29,7 +29,7 @@ from gru_edge.runtime.loader import DEFAULT_MAX_BYTES, LoadedModel, load_model
 from gru_edge.runtime.options import UNKNOWN_POLICIES, GenerationOptions, Unknown
 from gru_edge.runtime.ortstep import OrtStep
 from gru_edge.runtime.text import normalize_text
-from gru_edge.runtime.vocabulary import Vocabulary
+from gru_edge.runtime.vocabulary import Vocabulary, smallest_dtype
 
 _MAX_LISTED = 20  # unknown characters named in a PrimeError
 MAX_HELD_CHARS = 1 << 25  # 33,554,432 characters: 32 MiB of ids, at most 128 MiB of text
@@ -146,7 +146,9 @@ class Generator:
         loop = self._prepare(prime, length, options, settings)
         _check_held(loop["length"], 1)
         ids = np.fromiter(
-            generate_one(self._step(1), **loop), dtype=self._id_dtype(), count=loop["length"]
+            generate_one(self._step(1), **loop),
+            dtype=smallest_dtype(len(self.vocab)),
+            count=loop["length"],
         )
         return self.vocab.decode_rows(ids[None, :])[0]
 
@@ -173,20 +175,16 @@ class Generator:
         options: GenerationOptions | None = None,
         **settings: Any,
     ) -> np.ndarray:
-        """``generate_batch``'s ids, undecoded: [n, length] in the smallest unsigned integer
-        type that holds the vocabulary (one byte per character up to 256 characters)."""
+        """``generate_batch``'s ids, undecoded: [n, length] in the smallest integer type that
+        holds the vocabulary (runtime.vocabulary.smallest_dtype: one byte up to 256 characters)."""
         if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
             raise UsageError(f"--num-samples must be at least 1, got {n!r}")
         loop = self._prepare(prime, length, options, settings)
         self._check_batch(n, loop["length"])
-        out = np.empty((n, loop["length"]), dtype=self._id_dtype())
+        out = np.empty((n, loop["length"]), dtype=smallest_dtype(len(self.vocab)))
         for position, new in enumerate(generate_ids(self._step(n), batch=n, **loop)):
             out[:, position] = new
         return out
-
-    def _id_dtype(self) -> type[np.unsignedinteger]:
-        size = len(self.vocab)
-        return np.uint8 if size <= 1 << 8 else np.uint16 if size <= 1 << 16 else np.uint32
 
     def _check_batch(self, n: int, length: int) -> None:
         per_row = len(self.vocab) + self.units

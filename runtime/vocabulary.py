@@ -194,3 +194,11 @@ def _nesting(raw: str) -> int:
         if depth > MAX_NESTING:
             break
     return deepest
+
+
+def smallest_dtype(count: int) -> np.dtype:
+    """The narrowest integer dtype that holds 0 .. count - 1 and that TensorFlow can cast."""
+    for dtype, limit in ((np.uint8, 2**8), (np.uint16, 2**16), (np.int32, 2**31)):
+        if count <= limit:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)

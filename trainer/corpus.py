@@ -20,7 +20,7 @@ import numpy as np
 
 from gru_edge.runtime.errors import CorpusError
 from gru_edge.runtime.text import CHUNK_BYTES, iter_text_file
-from gru_edge.runtime.vocabulary import Vocabulary
+from gru_edge.runtime.vocabulary import Vocabulary, smallest_dtype
 
 _CODE_POINTS = 0x110000
 
@@ -41,14 +41,6 @@ class Corpus:
     def decode(self, start: int = 0, stop: int | None = None) -> str:
         """The normalised text of characters ``start:stop`` (Python slice rules)."""
         return self.vocab.decode(self.ids[start:stop])
-
-
-def smallest_dtype(count: int) -> np.dtype:
-    """The narrowest integer dtype that holds 0 .. count - 1 and that TensorFlow can cast."""
-    for dtype, limit in ((np.uint8, 2**8), (np.uint16, 2**16), (np.int32, 2**31)):
-        if count <= limit:
-            return np.dtype(dtype)
-    return np.dtype(np.int64)
 
 
 def load_corpus(path: Path, *, chunk_bytes: int = CHUNK_BYTES) -> Corpus:
