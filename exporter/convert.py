@@ -80,6 +80,9 @@ def set_metadata(model_proto: Any, run_info: dict[str, Any], vocab: Vocabulary, 
     metadata = {
         "format": FORMAT,
         "units": config["units"],
+        # Only a stacked model says so: a one-layer file keeps gru-edge/1's keys exactly, and
+        # a reader that knows `layers` takes its absence as 1.
+        **({"layers": config["layers"]} if config.get("layers", 1) > 1 else {}),
         "seq_len": config["seq_len"],
         "vocab_size": len(vocab),
         "text_policy": run_info["text_policy"],
@@ -104,7 +107,8 @@ def set_metadata(model_proto: Any, run_info: dict[str, Any], vocab: Vocabulary, 
         entry.key, entry.value = key, value
     model_proto.producer_version = tf2onnx.__version__  # tf2onnx appends its git hash, "None"
     model_proto.doc_string = (
-        "gru-edge character-level GRU: ids int64 [batch, time] + state float32 [batch, units] -> "
+        "gru-edge character-level GRU: ids int64 [batch, time] + state float32 [batch, "
+        f"{'layers * ' if config.get('layers', 1) > 1 else ''}units] -> "
         "logits float32 [batch, vocab] + state_out; vocabulary in metadata_props"
     )
     return stored

@@ -17,7 +17,7 @@ from gru_edge.runtime.files import atomic_path
 from gru_edge.runtime.loader import load_model
 from gru_edge.runtime.ortstep import OrtStep
 from gru_edge.trainer.keras_files import load_keras_model
-from gru_edge.trainer.model import build_stepper, gru_and_dense, step_function
+from gru_edge.trainer.model import build_stepper, step_function
 from gru_edge.trainer.rundir import Run, load_run
 from gru_edge.trainer.tf_env import load_tf
 
@@ -66,9 +66,10 @@ def export_run(
         "export only run directories written by gru-edge train (re-train to get one)",
         units=run.info["config"]["units"],
         vocab_size=len(run.vocab),
+        layers=run.info["config"].get("layers", 1),
     )
-    gru, _ = gru_and_dense(model)
     stepper = build_stepper(model)
+    state_width = int(stepper.inputs[1].shape[-1])  # layers x units
     log(f"converting {run.model_path} with tf2onnx (opset {opset})")
     model_proto = convert(stepper, opset)
     metadata = set_metadata(model_proto, run.info, run.vocab, opset)
@@ -92,9 +93,9 @@ def export_run(
                 step_function(stepper),
                 # The runtime's own step (I/O binding once the state is its own): the path
                 # `gru-edge sample` takes is the one validated.
-                OrtStep(loaded.session, batch=1, units=gru.units, vocab_size=len(run.vocab)),
+                OrtStep(loaded.session, batch=1, units=state_width, vocab_size=len(run.vocab)),
                 vocab_size=len(run.vocab),
-                units=gru.units,
+                units=state_width,
                 seq_len=run.info["config"]["seq_len"],
                 probe_ids=probe_ids,
                 atol=atol,

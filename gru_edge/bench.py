@@ -147,10 +147,13 @@ def _rate(repeats: int, chars: int, action: Callable[[], object]) -> float:
 def _steps_only(generator: Generator, steps: int) -> None:
     """The floor under the end-to-end row: onnxruntime steps with the state carried, no sampling."""
     step = OrtStep(
-        generator.model.session, batch=1, units=generator.units, vocab_size=len(generator.vocab)
+        generator.model.session,
+        batch=1,
+        units=generator.state_width,
+        vocab_size=len(generator.vocab),
     )
     ids = step.ids_buffer
-    _, state = step(ids, np.zeros((1, generator.units), dtype=np.float32))
+    _, state = step(ids, np.zeros((1, generator.state_width), dtype=np.float32))
     for _ in range(steps):
         _, state = step(ids, state)
 
@@ -170,6 +173,7 @@ def _notebook_rate(
         "pass --run-dir only for a run directory written by gru-edge train",
         units=run.info["config"]["units"],
         vocab_size=len(run.vocab),
+        layers=run.info["config"].get("layers", 1),
     )
     seq_len, vocab = run.info["config"]["seq_len"], len(run.vocab)
     eye = np.eye(vocab, dtype=np.float32)

@@ -38,6 +38,18 @@ def train(
     units: Annotated[
         int | None, typer.Option(help="GRU units.", show_default="128", rich_help_panel=_TRAIN)
     ] = None,
+    layers: Annotated[
+        int | None,
+        typer.Option(help="Stacked GRUs, 1 to 8.", show_default="1", rich_help_panel=_TRAIN),
+    ] = None,
+    dropout: Annotated[
+        float | None,
+        typer.Option(
+            help="Dropout after each GRU while training, 0 to below 1.",
+            show_default="0",
+            rich_help_panel=_TRAIN,
+        ),
+    ] = None,
     lr: Annotated[
         float | None,
         typer.Option(help="RMSprop learning rate.", show_default="0.01", rich_help_panel=_TRAIN),
@@ -112,6 +124,8 @@ def train(
         seq_len=seq_len,
         step=step,
         units=units,
+        layers=layers,
+        dropout=dropout,
         lr=lr,
         batch_size=batch_size,
         epochs=epochs,

@@ -143,7 +143,7 @@ def _report_prime(generator: Any, request: SampleRequest) -> None:
         err(f"Warning: skipped prime characters the model lacks: {skipped}{note}")
     if request.verbose:
         err(
-            f"model {request.model}: {generator.units} units, {len(generator.vocab)} characters, "
+            f"model {request.model}: {_shape(generator)}, {len(generator.vocab)} characters, "
             f"on {generator.provider}; seed {generator.last_seed}"
         )
 
@@ -223,3 +223,11 @@ def _stdout() -> Iterator[_Sink]:
         sink.pipe_closed = True
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, out.fileno())
+
+
+def _shape(generator: Any) -> str:
+    """The model's size for --verbose: units, and layers when stacked."""
+    layers = generator.model.layers
+    return (
+        f"{layers} layers of {generator.units} units" if layers > 1 else f"{generator.units} units"
+    )

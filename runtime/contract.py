@@ -1,9 +1,15 @@
 """The ONNX contract shared by the exporter (which writes it) and the runtime (which reads it).
 
-inputs:  ids int64 [batch, time], state float32 [batch, units]
-outputs: logits float32 [batch, vocab] (after the last position), state_out float32 [batch, units]
+inputs:  ids int64 [batch, time], state float32 [batch, layers * units]
+outputs: logits float32 [batch, vocab] (after the last position), state_out float32 [batch,
+         layers * units]
 metadata_props: ``vocabulary`` = JSON array of one-character strings (index = id), plus the facts
 listed in METADATA_KEYS. The vocabulary's JSON form is runtime.vocabulary's.
+
+Stacked GRUs (``layers`` > 1) keep the one ``state``: the layers' states side by side, layer 0
+(the one reading the characters) first, so layer i is ``state[:, i * units:(i + 1) * units]``.
+Only such a file carries ``layers`` metadata; without it a file has one layer and ``state`` is
+``units`` wide, exactly as before stacking existed.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ META_VOCABULARY = "vocabulary"
 # Every metadata key the exporter writes, in the order `gru-edge info` shows them.
 METADATA_KEYS = (
     "format",  # "gru-edge/1": the version of this contract
-    "units",  # GRU units = width of state
+    "units",  # GRU units per layer; width of state = layers * units
+    "layers",  # stacked GRUs; written only when more than 1
     "seq_len",  # training window; window mode re-feeds this many characters
     "vocab_size",
     "text_policy",  # normalisation applied to training text and primes
@@ -78,7 +85,8 @@ _EXPECTED = {
 def check_contract(
     inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], source: str
 ) -> tuple[int, int]:
-    """Check names, element types and shapes against the contract; return (units, vocab width)."""
+    """Check names, element types and shapes against the contract; return (width of state,
+    width of logits)."""
     in_names = sorted(s.name for s in inputs)
     out_names = sorted(s.name for s in outputs)
     if in_names != sorted([INPUT_IDS, INPUT_STATE]) or out_names != sorted(
@@ -175,18 +183,28 @@ def read_vocabulary(metadata: dict[str, str], source: str) -> Vocabulary:
 
 
 def check_metadata(
-    metadata: dict[str, str], vocab: Vocabulary, units: int, width: int, source: str
-) -> int | None:
-    """Check the vocabulary and the numeric metadata against the signature; return seq_len
-    (None if the file lacks it)."""
+    metadata: dict[str, str], vocab: Vocabulary, state_width: int, width: int, source: str
+) -> tuple[int, int, int | None]:
+    """Check the vocabulary and the numeric metadata against the signature; return (layers,
+    units per layer, seq_len or None if the file lacks it)."""
     if len(vocab) != width:
         raise ModelFileError(
             f"{source}: the vocabulary has {len(vocab)} characters but logits are {width} wide; "
             f"{REEXPORT}"
         )
+    layers = _int_meta(metadata, "layers", None, source) or 1
+    if layers > 1:
+        units = _int_meta(metadata, "units", None, source)
+        if state_width % layers or (units is not None and layers * units != state_width):
+            says = f"{layers} layers" + (f" of {units} units" if units else "")
+            raise ModelFileError(
+                f"{source}: 'state' is {state_width} wide but the metadata says {says}; the "
+                f"contract needs it layers x units wide; {REEXPORT}"
+            )
+    units = state_width // layers
     _int_meta(metadata, "units", units, source)
     _int_meta(metadata, "vocab_size", len(vocab), source)
-    return _int_meta(metadata, "seq_len", None, source)
+    return layers, units, _int_meta(metadata, "seq_len", None, source)
 
 
 def _int_meta(metadata: dict[str, str], key: str, expected: int | None, source: str) -> int | None:

@@ -69,8 +69,13 @@ class Generator:
 
     @property
     def units(self) -> int:
-        """Width of the GRU state."""
+        """Units of each GRU layer."""
         return self.model.units
+
+    @property
+    def state_width(self) -> int:
+        """Width of the state the model carries: layers x units."""
+        return self.model.state_width
 
     @property
     def seq_len(self) -> int | None:
@@ -187,12 +192,12 @@ class Generator:
         return out
 
     def _check_batch(self, n: int, length: int) -> None:
-        per_row = len(self.vocab) + self.units
+        per_row = len(self.vocab) + self.state_width
         if n * per_row > MAX_BATCH_VALUES:
             most = MAX_BATCH_VALUES // per_row
             raise UsageError(
-                f"--num-samples {n:,} is more than one batch of this model can hold: a step "
-                f"keeps samples x (vocabulary {len(self.vocab)} + units {self.units}) values, "
+                f"--num-samples {n:,} is more than one batch of this model can hold: a step keeps "
+                f"samples x (vocabulary {len(self.vocab)} + state {self.state_width}) values, "
                 f"at most {MAX_BATCH_VALUES:,}; use at most {most:,} samples per run"
             )
         _check_held(length, n)
@@ -222,7 +227,7 @@ class Generator:
         return {
             "prime_ids": prime_ids,
             "length": options.length,
-            "units": self.units,
+            "units": self.state_width,
             "settings": options.sampling,
             "rng": np.random.default_rng(seed),
             "mode": options.mode,
@@ -232,7 +237,7 @@ class Generator:
     def _step(self, batch: int) -> OrtStep:
         # A fresh step per call: it owns the state buffers, so two live streams never share.
         return OrtStep(
-            self.model.session, batch=batch, units=self.units, vocab_size=len(self.vocab)
+            self.model.session, batch=batch, units=self.state_width, vocab_size=len(self.vocab)
         )
 
 

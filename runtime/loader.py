@@ -62,7 +62,7 @@ class LoadedModel:
     path: Path
     session: ort.InferenceSession
     vocab: Vocabulary
-    units: int
+    units: int  # per GRU layer
     seq_len: int | None  # the training window, from metadata; None if the file lacks it
     metadata: dict[str, str]
     providers: list[str]  # what the session actually uses, best first
@@ -73,6 +73,12 @@ class LoadedModel:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     warnings: tuple[str, ...] = ()  # e.g. CUDA offered but not started under --device auto
+    layers: int = 1  # stacked GRUs; state holds them side by side, layer 0 first
+
+    @property
+    def state_width(self) -> int:
+        """Width of the ``state`` input: layers x units."""
+        return self.layers * self.units
 
     @property
     def provider(self) -> str:
@@ -162,13 +168,14 @@ def load_model(
 
     inputs = tuple(_spec(arg) for arg in session.get_inputs())
     outputs = tuple(_spec(arg) for arg in session.get_outputs())
-    units, width = check_contract(inputs, outputs, str(path))
-    seq_len = check_metadata(metadata, vocab, units, width, str(path))
+    state_width, width = check_contract(inputs, outputs, str(path))
+    layers, units, seq_len = check_metadata(metadata, vocab, state_width, width, str(path))
     return LoadedModel(
         path=path,
         session=session,
         vocab=vocab,
         units=units,
+        layers=layers,
         seq_len=seq_len,
         metadata=metadata,
         providers=providers,

@@ -233,6 +233,18 @@ BROKEN: dict[str, tuple[dict, str]] = {
         "the vocabulary has 69 characters but logits are 70 wide",
     ),
     "units metadata disagrees": ({"metadata": {"units": "64"}}, "'units' metadata is '64'"),
+    "state narrower than layers x units": (
+        {"metadata": {"layers": "2"}},
+        "'state' is 16 wide but the metadata says 2 layers of 16 units",
+    ),
+    "state width not a multiple of layers": (
+        {"metadata": {"layers": "3", "units": None}},
+        "'state' is 16 wide but the metadata says 3 layers;",
+    ),
+    "layers metadata not a number": (
+        {"metadata": {"layers": "two"}},
+        "'layers' metadata is 'two', expected a positive integer",
+    ),
     "vocab_size metadata disagrees": (
         {"metadata": {"vocab_size": "71"}},
         "'vocab_size' metadata is '71', expected 70",

@@ -89,6 +89,11 @@ def test_train_cli_quiet_prints_nothing(tmp_path, tiny_corpus):
             ["need at least", "GiB of memory", "lower --batch-size, --seq-len or --units"],
         ),
         (b"x" * 5000, ["--strategy", "tpu"], ["--strategy must be one of"]),
+        (b"x" * 5000, ["--layers", "0"], ["--layers must be between 1 and 8, got 0"]),
+        (b"x" * 5000, ["--layers", "9"], ["--layers must be between 1 and 8, got 9"]),
+        (b"x" * 5000, ["--dropout", "1"], ["--dropout must be at least 0 and below 1, got 1.0"]),
+        (b"x" * 5000, ["--dropout", "-0.1"], ["--dropout must be at least 0", "got -0.1"]),
+        (b"x" * 5000, ["--dropout", "nan"], ["--dropout must be at least 0", "got nan"]),
     ],
 )
 def test_train_bad_input(tmp_path, corpus_bytes, extra, needles):

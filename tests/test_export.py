@@ -71,6 +71,15 @@ def _shrink_vocab(run):
     (run / "vocab.json").write_text(json.dumps(vocab[:-1]), encoding="utf-8")
 
 
+def _set_config(key, value):
+    def change(run):
+        info = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        info["config"][key] = value
+        (run / "config.json").write_text(json.dumps(info), encoding="utf-8")
+
+    return change
+
+
 @pytest.mark.parametrize(
     ("breakage", "needles"),
     [
@@ -85,6 +94,8 @@ def _shrink_vocab(run):
             lambda run: (run / "config.json").write_text('{"format": "gru-edge-run/1"}'),
             ["lacks or garbles config, config.seq_len"],
         ),
+        (_set_config("layers", "two"), ["lacks or garbles config.layers"]),
+        (_set_config("layers", 2), ["has 1 GRU layer, but the run's config.json says 2"]),
     ],
 )
 def test_export_bad_run_dir(tmp_path, trained_run, breakage, needles):

@@ -91,6 +91,15 @@ def _gru(config: dict) -> dict:
     return _layers(config)[1]["config"]
 
 
+def _stack(*extra: dict):
+    """An edit that adds layers after the GRU, as `train --layers/--dropout` does."""
+
+    def change(config: dict) -> None:
+        _layers(config)[2:2] = extra
+
+    return change
+
+
 def _flip_weights_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
     at = data.index(b"\x89HDF") + 50  # inside the stored weights member
@@ -160,7 +169,19 @@ LAMBDA = {"function": ["BASE64 BYTECODE", None, None], "function_type": "lambda"
         ),
         (
             lambda p: _write_keras(p, _edit(lambda c: _layers(c).insert(1, _layers(c)[1]))),
-            ["layers ['InputLayer', 'GRU', 'GRU', 'Dense']"],
+            ["has 2 GRU layers", "config.json says 1"],
+        ),
+        (
+            lambda p: _write_keras(p, _edit(_stack(*[_layer("GRU", {"units": 4})] * 8))),
+            ["layers ['InputLayer', " + "'GRU', " * 9 + "'Dense']", "1 to 8 GRUs"],
+        ),
+        (
+            lambda p: _write_keras(p, _edit(lambda c: _layers(c).pop(1))),
+            ["layers ['InputLayer', 'Dense']"],
+        ),
+        (
+            lambda p: _write_keras(p, _edit(_stack(_layer("GRU", {"units": 8})))),
+            ["has 2 GRU layers", "config.json says 1"],
         ),
         (
             lambda p: _write_keras(p, _edit(lambda c: c.update(module="evil"))),
@@ -211,7 +232,7 @@ def test_keras_files_are_refused_before_keras_reads_them(tmp_path, make, needles
     path = tmp_path / "model.keras"
     make(path)
     with pytest.raises(RunDirError) as caught:
-        check_keras_file(path, "FIX", units=4, vocab_size=5)
+        check_keras_file(path, "FIX", units=4, vocab_size=5, layers=1)
     message = str(caught.value)
     assert "\n" not in message and message.endswith("; FIX")
     for needle in needles:
@@ -311,3 +332,17 @@ def test_a_damaged_keras_file_is_one_line(
     result = runner.invoke(app, command_args(command, run, tiny_corpus, Path(), tmp_path))
     assert_one_line_error(result, str(target), needle)
     assert contents(run) == before
+
+
+def test_a_stacked_keras_file_with_dropout_passes_the_check(tmp_path):
+    dropout = _layer("Dropout", {"rate": 0.2, "noise_shape": None, "seed": None})
+    config = _edit(_stack(dropout, _layer("GRU", {"units": 4}), dropout))
+    path = _write_keras(tmp_path / "model.keras", config)
+    check_keras_file(path, "FIX", units=4, vocab_size=5, layers=2)
+    with pytest.raises(RunDirError, match="has a GRU of 8 units, but the run's config.json says 4"):
+        check_keras_file(
+            _write_keras(tmp_path / "wide.keras", _edit(_stack(_layer("GRU", {"units": 8})))),
+            "FIX",
+            units=4,
+            layers=2,
+        )

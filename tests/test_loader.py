@@ -12,6 +12,7 @@ from onnx_models import BROKEN, make_model, write_external_data_model, write_mod
 
 from gru_edge.runtime.contract import TensorSpec, check_contract
 from gru_edge.runtime.errors import DeviceError, ModelFileError, UsageError
+from gru_edge.runtime.generator import Generator
 from gru_edge.runtime.loader import MAX_THREADS, check_threads, load_model
 from gru_edge.runtime.onnx_proto import ProtoError, inspect_model
 from gru_edge.runtime.providers import CPU, CUDA, check_session_providers, resolve_providers
@@ -41,6 +42,16 @@ def test_a_contract_file_loads_with_everything_the_runtime_needs(small_model):
         "logits float32 [batch, 70]",
         "state_out float32 [batch, 16]",
     ]
+
+
+def test_a_stacked_file_carries_every_layer_in_one_state(tmp_path):
+    # 2 layers of 8 units: the one state input is 16 wide, layer 0 first (runtime/contract.py).
+    path = write_model(tmp_path / "two.onnx", units=16, metadata={"layers": "2", "units": "8"})
+    model = load_model(path, device="cpu")
+    assert (model.layers, model.units, model.state_width) == (2, 8, 16)
+    generator = Generator(model)
+    assert generator.state_width == 16
+    assert generator.generate("a", 30, seed=4) == generator.generate("a", 30, seed=4)
 
 
 def test_seq_len_may_be_absent(no_seq_len_model):

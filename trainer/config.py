@@ -16,6 +16,7 @@ STRATEGIES = ("default", "mirrored", "multi-worker")
 MAX_UNITS = 4096
 MAX_SEQ_LEN = 10_000
 MAX_BATCH_SIZE = 65_536
+MAX_LAYERS = 8  # char-rnn stacks 2-3; deeper GRUs train poorly without residual links
 
 
 @dataclass
@@ -24,7 +25,9 @@ class TrainConfig:
 
     seq_len: int = 100  # characters per training window (the notebook's maxlen)
     step: int = 5  # characters between the starts of consecutive windows
-    units: int = 128  # GRU units
+    units: int = 128  # GRU units (in each layer)
+    layers: int = 1  # stacked GRUs; the notebook has one
+    dropout: float = 0.0  # after each GRU, training only; the notebook has none
     lr: float = 0.01  # RMSprop learning rate
     batch_size: int = 128
     epochs: int = 20
@@ -45,6 +48,11 @@ class TrainConfig:
         _in_range("--seq-len", self.seq_len, 2, MAX_SEQ_LEN)
         _at_least("--step", self.step, 1)
         _in_range("--units", self.units, 1, MAX_UNITS)
+        _in_range("--layers", self.layers, 1, MAX_LAYERS)
+        if not (0 <= self.dropout < 1):
+            raise UsageError(
+                f"--dropout must be at least 0 and below 1, got {self.dropout}; try 0.2"
+            )
         _in_range("--batch-size", self.batch_size, 1, MAX_BATCH_SIZE)
         _at_least("--epochs", self.epochs, 1)
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -91,6 +99,8 @@ class TrainOptions:
     seq_len: int | None = None
     step: int | None = None
     units: int | None = None
+    layers: int | None = None
+    dropout: float | None = None
     lr: float | None = None
     batch_size: int | None = None
     epochs: int | None = None
@@ -124,8 +134,10 @@ def check_memory(config: TrainConfig, vocab_size: int, available: int | None = N
     if available is None:
         return
     units, windows = config.units, config.batch_size * config.seq_len
-    weights = 3 * (3 * (vocab_size + units + 2) * units + (units + 1) * vocab_size)
-    needed = 4 * (weights + windows * (vocab_size + 3 * units))
+    layers = config.layers
+    grus = 3 * (vocab_size + units + 2) * units + (layers - 1) * 3 * (2 * units + 2) * units
+    weights = 3 * (grus + (units + 1) * vocab_size)
+    needed = 4 * (weights + windows * (vocab_size + 3 * units * layers))
     if needed > available:
         raise UsageError(
             f"--batch-size {config.batch_size}, --seq-len {config.seq_len} and --units {units} "

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from gru_edge.runtime.errors import RunDirError
+from gru_edge.trainer.config import MAX_LAYERS
 from gru_edge.trainer.tf_env import load_tf
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -27,7 +28,7 @@ MEMBERS = {"config.json", "model.weights.h5"}  # what Keras needs
 ALLOWED_MEMBERS = MEMBERS | {"metadata.json"}
 MAX_CONFIG_BYTES = 1 << 20
 MODELS = {("keras", "Sequential"), ("tf_keras.src.engine.functional", "Functional")}
-LAYERS = {"InputLayer", "GRU", "Dense"}
+LAYERS = {"InputLayer", "GRU", "Dropout", "Dense"}
 # Data-only helper objects tf-keras may write inside those layers and their compile config.
 NESTED = {
     "keras.initializers": {
@@ -64,6 +65,7 @@ def load_keras_model(
     compile: bool = False,
     units: int | None = None,
     vocab_size: int | None = None,
+    layers: int | None = None,
 ) -> Any:
     """The model in ``path``, checked (check_keras_file) before Keras reads it, then loaded
     with ``safe_mode=True``; every failure is a one-line RunDirError ending with ``fix``.
@@ -74,7 +76,7 @@ def load_keras_model(
     path = Path(path)
     _, keras = load_tf("loading a Keras model")
     with _open(path, fix) as handle, tempfile.TemporaryDirectory(prefix="gru-edge-") as private:
-        _check(handle, path, fix, units, vocab_size)
+        _check(handle, path, fix, units, vocab_size, layers)
         copy = Path(private) / "model.keras"  # Keras picks its loader by the .keras name
         handle.seek(0)
         with open(copy, "wb") as out:
@@ -87,14 +89,19 @@ def load_keras_model(
 
 
 def check_keras_file(
-    path: Path, fix: str, *, units: int | None = None, vocab_size: int | None = None
+    path: Path,
+    fix: str,
+    *,
+    units: int | None = None,
+    vocab_size: int | None = None,
+    layers: int | None = None,
 ) -> None:
     """RunDirError unless ``path`` is an intact .keras zip whose config names only what a
-    gru-edge model holds; ``units`` and ``vocab_size``, when given, must match its GRU and
-    Dense layers. Reads the file as data only: nothing in it can run."""
+    gru-edge model holds; ``units``, ``vocab_size`` and ``layers``, when given, must match its
+    GRU and Dense layers. Reads the file as data only: nothing in it can run."""
     path = Path(path)
     with _open(path, fix) as handle:
-        _check(handle, path, fix, units, vocab_size)
+        _check(handle, path, fix, units, vocab_size, layers)
 
 
 def _open(path: Path, fix: str) -> BinaryIO:
@@ -109,16 +116,27 @@ def _open(path: Path, fix: str) -> BinaryIO:
 
 
 def _check(
-    handle: BinaryIO, path: Path, fix: str, units: int | None, vocab_size: int | None
+    handle: BinaryIO,
+    path: Path,
+    fix: str,
+    units: int | None,
+    vocab_size: int | None,
+    layers: int | None = None,
 ) -> None:
     """check_keras_file on an open file; messages name ``path``."""
-    layers = _layer_configs(read_keras_config(handle, path, fix), path, fix)
-    gru, dense = layers["GRU"], layers["Dense"]
-    if units is not None and gru.get("units") != units:
+    found = _layer_configs(read_keras_config(handle, path, fix), path, fix)
+    grus, dense = found["GRU"], found["Dense"][0]
+    if layers is not None and len(grus) != layers:
         raise RunDirError(
-            f"{path} has a GRU of {gru.get('units')} units, but the run's config.json says "
-            f"{units}; {fix}"
+            f"{path} has {len(grus)} GRU layer{'s' * (len(grus) != 1)}, but the run's "
+            f"config.json says {layers}; {fix}"
         )
+    for gru in grus:
+        if units is not None and gru.get("units") != units:
+            raise RunDirError(
+                f"{path} has a GRU of {gru.get('units')} units, but the run's config.json says "
+                f"{units}; {fix}"
+            )
     if vocab_size is not None and dense.get("units") != vocab_size:
         raise RunDirError(
             f"{path} predicts {dense.get('units')} characters, but the run's vocabulary has "
@@ -163,13 +181,14 @@ def read_keras_config(handle: BinaryIO, path: Path, fix: str) -> dict[str, Any]:
     return config
 
 
-def _layer_configs(config: dict[str, Any], path: Path, fix: str) -> dict[str, dict[str, Any]]:
-    """Check every object the config names; the GRU's and the Dense layer's configs."""
+def _layer_configs(config: dict[str, Any], path: Path, fix: str) -> dict[str, list[dict[str, Any]]]:
+    """Check every object the config names; the layers' configs by class, in model order."""
 
     def refuse(what: str) -> RunDirError:
         return RunDirError(
-            f"{path} holds {what}, which a gru-edge model never has (it is one GRU and one "
-            f"Dense layer); gru-edge refuses it rather than let Keras run it; {fix}"
+            f"{path} holds {what}, which a gru-edge model never has (it is 1 to {MAX_LAYERS} "
+            f"GRUs, optional Dropout and one Dense layer); gru-edge refuses it rather than let "
+            f"Keras run it; {fix}"
         )
 
     module, name, _ = _key(config)
@@ -187,7 +206,7 @@ def _layer_configs(config: dict[str, Any], path: Path, fix: str) -> dict[str, di
         if not isinstance(layer.get("config"), dict):
             raise refuse(f"a {name} layer without a config")
         found.setdefault(name, []).append(layer["config"])
-    if len(found.get("GRU", [])) != 1 or len(found.get("Dense", [])) != 1:
+    if not (1 <= len(found.get("GRU", [])) <= MAX_LAYERS) or len(found.get("Dense", [])) != 1:
         raise refuse(f"layers {[_key(layer)[1] for layer in layers]}")
     # Every other object the config names, wherever it sits.
     rest = [(k, v) for k, v in config.items() if k not in ("module", "class_name", "config")]
@@ -195,7 +214,7 @@ def _layer_configs(config: dict[str, Any], path: Path, fix: str) -> dict[str, di
     rest += [(k, v) for layer in layers for k, v in layer.items() if k not in _LAYER_FIELDS]
     for key, value in rest:
         _check_nested(key, value, refuse)
-    return {name: configs[0] for name, configs in found.items()}
+    return found
 
 
 def _check_nested(key: str, value: Any, refuse: Callable[[str], RunDirError]) -> None:

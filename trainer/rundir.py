@@ -242,6 +242,8 @@ def read_info(run_dir: Path, what: str) -> dict[str, Any]:
             ("config", isinstance(config, dict)),
             ("config.seq_len", isinstance(config, dict) and _positive_int(config.get("seq_len"))),
             ("config.units", isinstance(config, dict) and _positive_int(config.get("units"))),
+            # Absent in runs from before --layers: one GRU.
+            ("config.layers", isinstance(config, dict) and _positive_int(config.get("layers", 1))),
             ("text_policy", isinstance(info.get("text_policy"), str)),
             ("corpus.sha256", isinstance(corpus, dict) and isinstance(corpus.get("sha256"), str)),
             ("corpus.chars", isinstance(corpus, dict) and _positive_int(corpus.get("chars"))),

@@ -30,7 +30,7 @@ def epoch_samples(model: Any, corpus: Corpus, config: TrainConfig, epoch: int) -
             step,
             prime_ids,
             config.sample_length,
-            units=config.units,
+            units=config.units * config.layers,  # the width of the stepper's state
             settings=SamplingSettings(temperature=temperature),
             rng=rng,
         )

@@ -154,6 +154,7 @@ def _start(
                 compile=True,
                 units=config.units,
                 vocab_size=len(corpus.vocab),
+                layers=config.layers,
             )
             if resume
             else build_model(len(corpus.vocab), config)
