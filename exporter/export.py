@@ -16,7 +16,7 @@ from gru_edge.runtime.errors import GruEdgeError
 from gru_edge.runtime.files import atomic_path
 from gru_edge.runtime.loader import load_model
 from gru_edge.runtime.ortstep import OrtStep
-from gru_edge.trainer.keras_files import load_keras_model
+from gru_edge.trainer.keras_files import load_best_model
 from gru_edge.trainer.model import build_stepper, step_function
 from gru_edge.trainer.rundir import Run, load_run
 from gru_edge.trainer.tf_env import load_tf
@@ -61,12 +61,8 @@ def export_run(
             f"--opset {opset} is outside what this export supports ({low} to {high}: onnxruntime "
             f"implements GRU from opset {low}, tf2onnx converts up to {high}); try 17"
         )
-    model = load_keras_model(
-        run.model_path,
-        "export only run directories written by gru-edge train (re-train to get one)",
-        units=run.info["config"]["units"],
-        vocab_size=len(run.vocab),
-        layers=run.info["config"].get("layers", 1),
+    model = load_best_model(
+        run, "export only run directories written by gru-edge train (re-train to get one)"
     )
     stepper = build_stepper(model)
     state_width = int(stepper.inputs[1].shape[-1])  # layers x units

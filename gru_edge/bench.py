@@ -162,18 +162,14 @@ def _notebook_rate(
     run_dir: Path, generator: Generator, repeats: int, log: Callable[[str], None]
 ) -> float:
     """The notebook's loop: model.predict on the one-hot seq_len window, once per character."""
-    from gru_edge.trainer.keras_files import load_keras_model
+    from gru_edge.trainer.keras_files import load_best_model
     from gru_edge.trainer.rundir import load_run
     from gru_edge.trainer.tf_env import load_tf
 
     load_tf("the Keras row of gru-edge bench")
     run = load_run(run_dir)
-    model = load_keras_model(
-        run.model_path,
-        "pass --run-dir only for a run directory written by gru-edge train",
-        units=run.info["config"]["units"],
-        vocab_size=len(run.vocab),
-        layers=run.info["config"].get("layers", 1),
+    model = load_best_model(
+        run, "pass --run-dir only for a run directory written by gru-edge train"
     )
     seq_len, vocab = run.info["config"]["seq_len"], len(run.vocab)
     eye = np.eye(vocab, dtype=np.float32)

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from parity_checks import rollout_diffs
 
 from gru_edge.exporter.validate import softmax
 from gru_edge.runtime.generation import generate_ids
@@ -59,14 +60,7 @@ def test_500_step_stateful_rollout_matches_keras(keras_side, onnx_step, tiny_cor
     _, keras_step, config, vocab = keras_side
     text = tiny_corpus.read_text(encoding="utf-8")[:500]
     units = config["config"]["units"]
-    k_state = o_state = np.zeros((1, units), np.float32)
-    worst_p = worst_s = 0.0
-    for char_id in vocab.encode(text):
-        ids = np.array([[char_id]], np.int64)
-        k_logits, k_state = keras_step(ids, k_state)
-        o_logits, o_state = onnx_step(ids, o_state)
-        worst_p = max(worst_p, float(np.abs(softmax(o_logits) - softmax(k_logits)).max()))
-        worst_s = max(worst_s, float(np.abs(o_state - k_state).max()))
+    worst_p, worst_s = rollout_diffs(keras_step, onnx_step, vocab.encode(text), units)
     assert len(text) == 500
     assert worst_p <= ATOL and worst_s <= ATOL
 

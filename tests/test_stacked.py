@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from cli_checks import assert_one_line_error
+from parity_checks import rollout_diffs
 from run_fixtures import TINY
 from typer.testing import CliRunner
 
@@ -101,14 +102,8 @@ def test_stacked_window_mode_matches_keras(keras_side, onnx_step):
 def test_stacked_stateful_rollout_matches_keras(keras_side, onnx_step, tiny_corpus):
     _, keras_step, vocab = keras_side
     text = tiny_corpus.read_text(encoding="utf-8")[:300]
-    k_state = o_state = np.zeros((1, WIDTH), np.float32)
-    worst_p = worst_s = 0.0
-    for char_id in vocab.encode(text):
-        ids = np.array([[char_id]], np.int64)
-        k_logits, k_state = keras_step(ids, k_state)
-        o_logits, o_state = onnx_step(ids, o_state)
-        worst_p = max(worst_p, float(np.abs(softmax(o_logits) - softmax(k_logits)).max()))
-        worst_s = max(worst_s, float(np.abs(o_state - k_state).max()))
+    worst_p, worst_s = rollout_diffs(keras_step, onnx_step, vocab.encode(text), WIDTH)
+    assert len(text) == 300
     assert worst_p <= ATOL and worst_s <= ATOL
 
 

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 
 from gru_edge.runtime.errors import RunDirError
 from gru_edge.trainer.config import MAX_LAYERS
+from gru_edge.trainer.rundir import Run
 from gru_edge.trainer.tf_env import load_tf
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -86,6 +87,19 @@ def load_keras_model(
         except Exception as exc:  # noqa: BLE001 - Keras and h5py raise many types
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise RunDirError(f"{path} cannot be loaded by Keras ({first}); {fix}") from None
+
+
+def load_best_model(run: Run, fix: str) -> Any:
+    """A finished run's best model (model.keras), checked against the run's own config.json
+    and vocabulary before Keras reads it; what export and bench load."""
+    config = run.info["config"]
+    return load_keras_model(
+        run.model_path,
+        fix,
+        units=config["units"],
+        vocab_size=len(run.vocab),
+        layers=config.get("layers", 1),
+    )
 
 
 def check_keras_file(
