@@ -8,6 +8,7 @@ from typing import Any
 
 from gru_edge.runtime.contract import (
     FORMAT,
+    FORMAT_STEP_ONLY,
     INPUT_IDS,
     INPUT_STATE,
     META_VOCABULARY,
@@ -70,15 +71,23 @@ def _name_dynamic_dims(model_proto: Any) -> None:
             dims[1].dim_param = "time"
 
 
-def set_metadata(model_proto: Any, run_info: dict[str, Any], vocab: Vocabulary, opset: int) -> dict:
-    """Write the contract's metadata_props (tf2onnx has no API for custom metadata)."""
+def set_metadata(
+    model_proto: Any,
+    run_info: dict[str, Any],
+    vocab: Vocabulary,
+    opset: int,
+    *,
+    generator: bool = True,
+) -> dict:
+    """Write the contract's metadata_props (tf2onnx has no API for custom metadata);
+    ``generator``: the file carries gru-edge/2's in-graph generator."""
     tf, keras = load_tf()
     import tf2onnx
 
     config = run_info["config"]
     best_loss = run_info.get("best_val_loss")
     metadata = {
-        "format": FORMAT,
+        "format": FORMAT if generator else FORMAT_STEP_ONLY,
         "units": config["units"],
         # Only a stacked model says so: a one-layer file keeps gru-edge/1's keys exactly, and
         # a reader that knows `layers` takes its absence as 1.
@@ -109,6 +118,13 @@ def set_metadata(model_proto: Any, run_info: dict[str, Any], vocab: Vocabulary, 
     model_proto.doc_string = (
         "gru-edge character-level GRU: ids int64 [batch, time] + state float32 [batch, "
         f"{'layers * ' if config.get('layers', 1) > 1 else ''}units] -> "
-        "logits float32 [batch, vocab] + state_out; vocabulary in metadata_props"
+        "logits float32 [batch, vocab] + state_out"
+        + (
+            "; generator: steps, temperature, top_k, top_p, seed, offset -> generated, "
+            "gen_state, logit_sums"
+            if generator
+            else ""
+        )
+        + "; vocabulary in metadata_props"
     )
     return stored

@@ -7,14 +7,18 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from gru_edge.exporter.convert import convert, set_metadata, supported_opsets
-from gru_edge.exporter.validate import Comparison, validate
+from gru_edge.exporter.generator_graph import MIN_OPSET as GENERATOR_OPSET
+from gru_edge.exporter.generator_graph import add_generator
+from gru_edge.exporter.validate import Comparison, TextComparison, validate, validate_generator
 from gru_edge.runtime.errors import GruEdgeError
 from gru_edge.runtime.files import atomic_path
-from gru_edge.runtime.loader import load_model
+from gru_edge.runtime.ingraph import GraphEngine
+from gru_edge.runtime.loader import LoadedModel, load_model
 from gru_edge.runtime.ortstep import OrtStep
 from gru_edge.trainer.keras_files import load_best_model
 from gru_edge.trainer.model import build_stepper, step_function
@@ -33,7 +37,7 @@ class ExportReport:
     path: Path
     size_bytes: int
     ops: list[str]
-    comparisons: list[Comparison]
+    comparisons: list[Comparison | TextComparison]
     metadata: dict[str, str]
 
 
@@ -41,7 +45,7 @@ def export_run(
     run_dir: Path,
     out: Path | str,
     *,
-    opset: int = 17,
+    opset: int = 18,
     atol: float = 1e-5,
     force: bool = False,
     log: Callable[[str], None] = print,
@@ -59,7 +63,7 @@ def export_run(
     if not (low <= opset <= high):
         raise ExportError(
             f"--opset {opset} is outside what this export supports ({low} to {high}: onnxruntime "
-            f"implements GRU from opset {low}, tf2onnx converts up to {high}); try 17"
+            f"implements GRU from opset {low}, tf2onnx converts up to {high}); try 18"
         )
     model = load_best_model(
         run, "export only run directories written by gru-edge train (re-train to get one)"
@@ -68,7 +72,15 @@ def export_run(
     state_width = int(stepper.inputs[1].shape[-1])  # layers x units
     log(f"converting {run.model_path} with tf2onnx (opset {opset})")
     model_proto = convert(stepper, opset)
-    metadata = set_metadata(model_proto, run.info, run.vocab, opset)
+    generator = opset >= GENERATOR_OPSET
+    if generator:
+        add_generator(model_proto, len(run.vocab), state_width)
+    else:
+        log(
+            f"note: opset {opset} has no BitwiseXor, which the in-graph generator needs (opset "
+            f"{GENERATOR_OPSET}+): writing a gru-edge/1 file, sampled by the host loop only"
+        )
+    metadata = set_metadata(model_proto, run.info, run.vocab, opset, generator=generator)
     _check_proto(model_proto)
     payload = model_proto.SerializeToString()
 
@@ -96,6 +108,8 @@ def export_run(
                 probe_ids=probe_ids,
                 atol=atol,
             )
+            if generator:
+                comparisons += _validate_generator(loaded, stepper, probe_ids, state_width)
             for comparison in comparisons:
                 log(comparison.line())
     except OSError as exc:
@@ -104,6 +118,22 @@ def export_run(
     log(f"wrote {out} ({len(payload):,} bytes; ops: {' '.join(dict.fromkeys(ops))})")
     _note_stale_temps(out, log)
     return ExportReport(out, len(payload), ops, comparisons, metadata)
+
+
+def _validate_generator(
+    loaded: LoadedModel, stepper: Any, probe_ids: np.ndarray, state_width: int
+) -> list[TextComparison]:
+    """The written file's generator against Keras (greedy) and its own host loop (sampled),
+    from the first 20 held-out characters."""
+    engine = GraphEngine(loaded.session, batch=1, vocab_size=len(loaded.vocab), width=state_width)
+
+    def generate(prime, length, settings, seed):
+        return np.concatenate(list(engine.generate(prime, length, settings, seed)), axis=1)
+
+    host = OrtStep(loaded.session, batch=1, units=state_width, vocab_size=len(loaded.vocab))
+    return validate_generator(
+        generate, step_function(stepper), host, prime_ids=probe_ids[:20], units=state_width
+    )
 
 
 def _probe_ids(run: Run) -> np.ndarray:

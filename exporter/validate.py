@@ -12,6 +12,19 @@ from typing import Any
 import numpy as np
 
 from gru_edge.runtime.errors import ExportValidationError
+from gru_edge.runtime.generation import generate_ids
+from gru_edge.runtime.sampler import SamplingSettings
+
+GENERATOR_CHARS = 500
+# The generator's checks: (name, settings, reference): "keras" is the Keras stepper through the
+# host loop (greedy, so the noise plays no part and float32 rounding differences between
+# TensorFlow and onnxruntime only matter at an exact tie); "host" is the host loop stepping
+# the written file, which must pick the very same ids as the graph for the same seed.
+GENERATOR_CHECKS = (
+    ("greedy", SamplingSettings(temperature=0.0), "keras"),
+    ("sampled, temperature 1.0", SamplingSettings(temperature=1.0), "host"),
+    ("sampled, temperature 0.8, top-k 10, top-p 0.9", SamplingSettings(0.8, 10, 0.9), "host"),
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,70 @@ def validate(
         raise ExportValidationError(
             "the ONNX model does not match Keras, nothing written: "
             + "; ".join(c.line().lstrip("- ") for c in failures)
+        )
+    return results
+
+
+@dataclass(frozen=True)
+class TextComparison:
+    """The in-graph generator's ids against a reference loop's, character for character."""
+
+    name: str
+    length: int
+    first_difference: int | None  # 0-based; None = identical
+
+    @property
+    def ok(self) -> bool:
+        return self.first_difference is None
+
+    def line(self) -> str:
+        if self.ok:
+            return f"- generator, {self.name}: {self.length} characters identical ok"
+        return (
+            f"- generator, {self.name}: MISMATCH from character {self.first_difference + 1} "
+            f"of {self.length}"
+        )
+
+
+def validate_generator(
+    generate: Any,
+    keras_step: Any,
+    host_step: Any,
+    *,
+    prime_ids: np.ndarray,
+    units: int,
+    seed: int = 0,
+    length: int = GENERATOR_CHARS,
+) -> list[TextComparison]:
+    """The file's own generator against the host loop: greedy against the Keras stepper,
+    sampled against the host loop stepping the file with the same seed; raise on a mismatch.
+
+    ``generate(prime_ids, length, settings, seed)`` returns the in-graph engine's ids [length].
+    """
+    results = []
+    for name, settings, reference in GENERATOR_CHECKS:
+        step = keras_step if reference == "keras" else host_step
+        expected = np.array(
+            [
+                row[0]
+                for row in generate_ids(
+                    step, prime_ids, length, units=units, settings=settings, seed=seed
+                )
+            ]
+        )
+        got = np.asarray(generate(prime_ids, length, settings, seed)).reshape(-1)
+        differs = np.flatnonzero(got != expected)
+        reference_name = "Keras stepper" if reference == "keras" else "host loop"
+        results.append(
+            TextComparison(
+                f"{name} vs {reference_name}", length, int(differs[0]) if len(differs) else None
+            )
+        )
+    failures = [r for r in results if not r.ok]
+    if failures:
+        raise ExportValidationError(
+            "the ONNX file's generator does not write what the model does, nothing written: "
+            + "; ".join(r.line().lstrip("- ") for r in failures)
         )
     return results
 

@@ -22,9 +22,12 @@ import numpy as np
 from gru_edge.runtime.errors import MissingExtraError, UsageError
 from gru_edge.runtime.generator import Generator
 from gru_edge.runtime.ortstep import OrtStep
+from gru_edge.runtime.randomness import NoiseStream
 from gru_edge.runtime.sampler import SamplingSettings, sample_ids
 
 DEFAULT_REPEATS = 5
+HOST_STREAM = "host loop, 1 stream, end to end (sampling + decoding)"
+GRAPH_STREAM = "in-graph, 1 stream, end to end (sampling + decoding)"
 
 
 @dataclass
@@ -44,6 +47,7 @@ class BenchReport:
     load_s: float = 0.0  # Generator.load, median
     first_char_s: float | None = None  # `gru-edge sample` in a fresh process, median
     sampler_peak_rss_mb: float | None = None  # of those `gru-edge sample` processes
+    graph_vs_host: float | None = None  # in-graph / host loop, single stream end to end
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -85,19 +89,29 @@ def run_bench(
         report.notes.append("Keras row skipped: pass --run-dir RUN_DIR (needs the [train] extra)")
 
     report.rows += _runtime_rows(generator, repeats, log)
+    if not generator.model.has_generator:
+        report.notes.append("in-graph rows skipped: a gru-edge/1 file has no generator")
     first = report.rows[0].chars_per_s
     for row in report.rows:
         row.ratio = row.chars_per_s / first
+    rates = {row.name: row.chars_per_s for row in report.rows}
+    if GRAPH_STREAM in rates:
+        report.graph_vs_host = rates[GRAPH_STREAM] / rates[HOST_STREAM]
     log("measuring `gru-edge sample` start-up in fresh processes")
     report.first_char_s, report.sampler_peak_rss_mb = _fresh_process(model_path, threads, repeats)
     return report
 
 
 def _runtime_rows(generator: Generator, repeats: int, log: Callable[[str], None]) -> list[Row]:
-    """The onnxruntime rows: window mode, one stream (end to end and bare steps), batches."""
+    """The onnxruntime rows: the host loop (window mode, one stream end to end and bare steps,
+    batches), then the same through the file's own generator when it has one."""
 
     def row(name: str, chars: int, action: Callable[[], object]) -> Row:
         return Row(name, _rate(repeats, chars, action))
+
+    def stream(engine: str) -> Callable[[], object]:
+        # `gru-edge sample`'s path: characters streamed one by one as Python strings.
+        return lambda: sum(1 for _ in generator.stream(length=20000, seed=1, engine=engine))
 
     log("measuring ONNX window mode")
     rows = [
@@ -107,30 +121,31 @@ def _runtime_rows(generator: Generator, repeats: int, log: Callable[[str], None]
             lambda: generator.generate(length=1000, mode="window", seed=1),
         )
     ]
-    log("measuring ONNX stateful single stream")
+    log("measuring the host loop, single stream")
+    rows.append(row(HOST_STREAM, 20000, stream("host")))
     rows.append(
         row(
-            "ONNX stateful, 1 stream, end to end (sampling + decoding)",
-            20000,
-            lambda: generator.generate(length=20000, seed=1),
-        )
-    )
-    rows.append(
-        row(
-            "ONNX stateful, 1 stream, model step only (no sampling)",
+            "host loop, 1 stream, model step only (no sampling)",
             20000,
             lambda: _steps_only(generator, 20000),
         )
     )
-    for batch in (64, 256):
-        log(f"measuring ONNX stateful batch {batch}")
-        rows.append(
-            row(
-                f"ONNX stateful, batch {batch}, aggregate",
-                batch * 500,
-                lambda b=batch: generator.generate_batch(b, length=500, seed=1),
+    engines = ["host", "graph"] if generator.model.has_generator else ["host"]
+    for engine in engines:
+        if engine == "graph":
+            log("measuring the in-graph generator, single stream")
+            rows.append(row(GRAPH_STREAM, 20000, stream("graph")))
+        for batch in (64, 256):
+            log(f"measuring the {engine} engine, batch {batch}")
+            rows.append(
+                row(
+                    f"{'in-graph' if engine == 'graph' else 'host loop'}, batch {batch}, aggregate",
+                    batch * 500,
+                    lambda b=batch, e=engine: generator.generate_batch(
+                        b, length=500, seed=1, engine=e
+                    ),
+                )
             )
-        )
     return rows
 
 
@@ -174,16 +189,17 @@ def _notebook_rate(
     seq_len, vocab = run.info["config"]["seq_len"], len(run.vocab)
     eye = np.eye(vocab, dtype=np.float32)
     window = list(np.random.default_rng(0).integers(0, vocab, seq_len))
-    rng, settings = np.random.default_rng(0), SamplingSettings(temperature=1.0)
+    settings = SamplingSettings(temperature=1.0)
+    noise = NoiseStream(0, 1, vocab, settings.t32)
     model.predict(eye[window][None], verbose=0)  # warm-up: the first call builds the graph
     log("measuring the notebook loop (Keras predict per character)")
     chars, times = 20, []
     for _ in range(repeats):
         started = time.perf_counter()
-        for _ in range(chars):
+        for position in range(chars):
             probs = model.predict(eye[window][None], verbose=0)
             with np.errstate(divide="ignore"):
-                new = int(sample_ids(np.log(probs), settings, rng)[0])
+                new = int(sample_ids(np.log(probs), settings, noise(position))[0])
             window = window[1:] + [new]
         times.append(time.perf_counter() - started)
     return chars / statistics.median(times)
@@ -237,7 +253,12 @@ def format_report(report: BenchReport) -> str:
         "|---|---:|---:|",
     ]
     lines += [f"| {r.name} | {r.chars_per_s:,.0f} | {r.ratio:,.1f}x |" for r in report.rows]
-    lines += ["", f"- model load (Generator.load): {report.load_s * 1000:.1f} ms"]
+    lines += [""]
+    if report.graph_vs_host is not None:
+        lines.append(
+            f"- in-graph against the host loop, 1 stream end to end: {report.graph_vs_host:.2f}x"
+        )
+    lines.append(f"- model load (Generator.load): {report.load_s * 1000:.1f} ms")
     if report.first_char_s is not None:
         lines.append(
             f"- first character of `gru-edge sample`, fresh process: {report.first_char_s:.3f} s"

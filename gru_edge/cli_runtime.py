@@ -82,6 +82,16 @@ def sample(
             rich_help_panel=_SAMPLING,
         ),
     ] = "error",
+    engine: Annotated[
+        str,
+        typer.Option(
+            metavar="[auto|graph|host]",
+            help="graph: the model file's own generator, many characters per onnxruntime call. "
+            "host: a Python loop, one call per character. Same text for the same seed. auto: "
+            "graph when the file has one (gru-edge/2) and --mode is stateful.",
+            rich_help_panel=_RUNTIME,
+        ),
+    ] = "auto",
     num_samples: Annotated[
         int,
         typer.Option(
@@ -149,6 +159,7 @@ def sample(
             seed=seed,
             mode=mode,  # type: ignore[arg-type]  # checked by GenerationOptions
             unknown=unknown,  # type: ignore[arg-type]
+            engine=engine,  # type: ignore[arg-type]
         )
         request = SampleRequest(
             model=model,

@@ -165,7 +165,13 @@ def export(
     out: Annotated[
         str, typer.Option("--out", "-o", metavar="<path>", help="The .onnx file to write.")
     ],
-    opset: Annotated[int, typer.Option(help="ONNX opset: 7 up to the newest tf2onnx knows.")] = 17,
+    opset: Annotated[
+        int,
+        typer.Option(
+            help="ONNX opset: 7 up to the newest tf2onnx knows; the in-graph generator needs "
+            "18 (below it the file is gru-edge/1, sampled by the host loop)."
+        ),
+    ] = 18,
     atol: Annotated[
         float, typer.Option(help="Largest allowed |Keras - ONNX| on probabilities and states.")
     ] = 1e-5,

@@ -144,7 +144,7 @@ def _report_prime(generator: Any, request: SampleRequest) -> None:
     if request.verbose:
         err(
             f"model {request.model}: {_shape(generator)}, {len(generator.vocab)} characters, "
-            f"on {generator.provider}; seed {generator.last_seed}"
+            f"on {generator.provider}, {generator.last_engine} engine; seed {generator.last_seed}"
         )
 
 
@@ -171,6 +171,7 @@ def _document(request: SampleRequest, generator: Any) -> dict[str, Any]:
     return {
         "model": str(request.model),
         "provider": generator.provider,
+        "engine": generator.last_engine,
         "seed": generator.last_seed,
         "prime": generator.last_prime,
         "skipped": generator.last_skipped,

@@ -3,6 +3,9 @@
 inputs:  ids int64 [batch, time], state float32 [batch, layers * units]
 outputs: logits float32 [batch, vocab] (after the last position), state_out float32 [batch,
          layers * units]
+gru-edge/2 adds the generator (exporter.generator_graph): inputs with defaults steps,
+temperature, top_k, top_p, seed, offset; outputs generated, gen_state, logit_sums. A client of
+gru-edge/1 feeds and reads exactly what it did before.
 metadata_props: ``vocabulary`` = JSON array of one-character strings (index = id), plus the facts
 listed in METADATA_KEYS. The vocabulary's JSON form is runtime.vocabulary's.
 
@@ -24,11 +27,34 @@ INPUT_IDS = "ids"
 INPUT_STATE = "state"
 OUTPUT_LOGITS = "logits"
 OUTPUT_STATE = "state_out"
+# gru-edge/2's generator: inputs that have defaults, and its outputs.
+INPUT_STEPS = "steps"
+INPUT_TEMPERATURE = "temperature"
+INPUT_TOP_K = "top_k"
+INPUT_TOP_P = "top_p"
+INPUT_SEED = "seed"
+INPUT_OFFSET = "offset"
+OUTPUT_GENERATED = "generated"
+OUTPUT_GEN_STATE = "gen_state"
+OUTPUT_LOGIT_SUMS = "logit_sums"
+GENERATOR_INPUTS = {
+    INPUT_STEPS: "tensor(int64)",
+    INPUT_TEMPERATURE: "tensor(float)",
+    INPUT_TOP_K: "tensor(int64)",
+    INPUT_TOP_P: "tensor(float)",
+    INPUT_SEED: "tensor(int64)",
+    INPUT_OFFSET: "tensor(int64)",
+}
+GENERATOR_OUTPUTS = {
+    OUTPUT_GENERATED: "tensor(int64)",
+    OUTPUT_GEN_STATE: "tensor(float)",
+    OUTPUT_LOGIT_SUMS: "tensor(float)",
+}
 
 META_VOCABULARY = "vocabulary"
 # Every metadata key the exporter writes, in the order `gru-edge info` shows them.
 METADATA_KEYS = (
-    "format",  # "gru-edge/1": the version of this contract
+    "format",  # "gru-edge/2" (with the generator) or "gru-edge/1": this contract's version
     "units",  # GRU units per layer; width of state = layers * units
     "layers",  # stacked GRUs; written only when more than 1
     "seq_len",  # training window; window mode re-feeds this many characters
@@ -48,7 +74,9 @@ METADATA_KEYS = (
     "created",  # UTC, ISO 8601
     META_VOCABULARY,
 )
-FORMAT = "gru-edge/1"
+FORMAT = "gru-edge/2"
+FORMAT_STEP_ONLY = "gru-edge/1"  # older files, and exports below opset 18: no generator
+FORMATS = (FORMAT_STEP_ONLY, FORMAT)
 REEXPORT = "re-export it with gru-edge export"  # the fix for a file that breaks the contract
 
 
@@ -83,18 +111,27 @@ _EXPECTED = {
 
 
 def check_contract(
-    inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], source: str
-) -> tuple[int, int]:
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    source: str,
+    defaults: Sequence[TensorSpec] = (),
+) -> tuple[int, int, bool]:
     """Check names, element types and shapes against the contract; return (width of state,
-    width of logits)."""
+    width of logits, whether the file carries gru-edge/2's generator). ``defaults`` are the
+    inputs that have a default value (onnxruntime's overridable initializers)."""
     in_names = sorted(s.name for s in inputs)
     out_names = sorted(s.name for s in outputs)
-    if in_names != sorted([INPUT_IDS, INPUT_STATE]) or out_names != sorted(
-        [OUTPUT_LOGITS, OUTPUT_STATE]
+    step_outputs = sorted([OUTPUT_LOGITS, OUTPUT_STATE])
+    has_generator = bool(set(out_names) & set(GENERATOR_OUTPUTS))
+    expected_outputs = sorted([*step_outputs, *GENERATOR_OUTPUTS]) if has_generator else None
+    if in_names != sorted([INPUT_IDS, INPUT_STATE]) or out_names not in (
+        step_outputs,
+        expected_outputs,
     ):
         raise ModelFileError(
-            f"{source} has inputs {in_names} and outputs {out_names}; the gru-edge contract is "
-            f"inputs ['ids', 'state'] and outputs ['logits', 'state_out']; {REEXPORT}"
+            f"{source} has inputs {in_names} and outputs {_listed(out_names)}; the gru-edge "
+            "contract is inputs ['ids', 'state'] and outputs ['logits', 'state_out'] (plus "
+            f"{_listed(sorted(GENERATOR_OUTPUTS))} for the generator); {REEXPORT}"
         )
     specs = {s.name: s for s in (*inputs, *outputs)}
     for name, expected in _EXPECTED.items():
@@ -128,7 +165,51 @@ def check_contract(
             f"{source}: 'state' is {units} wide but 'state_out' is "
             f"{specs['state_out'].shape[1]}; the contract needs them equal; {REEXPORT}"
         )
-    return units, width
+    if has_generator:
+        _check_generator(specs, {s.name: s for s in defaults}, source)
+    return units, width, has_generator
+
+
+def _check_generator(
+    specs: dict[str, TensorSpec], defaults: dict[str, TensorSpec], source: str
+) -> None:
+    """The generator's inputs must all have defaults, and its inputs and outputs their types."""
+    missing = [name for name in GENERATOR_INPUTS if name not in defaults]
+    if missing:
+        raise ModelFileError(
+            f"{source} has the generator's outputs but not its input(s) {_listed(missing)} "
+            f"with defaults, so its generator graph is malformed; {REEXPORT}"
+        )
+    for name, expected in (*GENERATOR_INPUTS.items(), *GENERATOR_OUTPUTS.items()):
+        spec = defaults.get(name) or specs[name]
+        if spec.type != expected:
+            want = TensorSpec(name, expected, None).dtype
+            raise ModelFileError(
+                f"{source}: the generator's '{name}' is {spec.dtype}, the contract says {want}; "
+                f"{REEXPORT}"
+            )
+
+
+def check_format(metadata: dict[str, str], has_generator: bool, source: str) -> None:
+    """The ``format`` metadata must agree with the graph: gru-edge/2 files generate."""
+    declared = metadata.get("format")
+    if declared is None:
+        return  # files from before the key existed: the graph says what they are
+    if declared not in FORMATS:
+        raise ModelFileError(
+            f"{source} says format {shown(declared)}; this gru-edge reads "
+            f"{' and '.join(FORMATS)} files; {REEXPORT}, or upgrade gru-edge"
+        )
+    if (declared == FORMAT) != has_generator:
+        has = "has" if has_generator else "lacks"
+        raise ModelFileError(
+            f"{source} says format {declared!r} but {has} the in-graph generator, so its "
+            f"generator graph is missing or malformed; {REEXPORT}"
+        )
+
+
+def _listed(names: Sequence[str]) -> str:
+    return "[" + ", ".join(repr(n) for n in names) + "]"
 
 
 def _shape(spec: TensorSpec) -> str:

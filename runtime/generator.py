@@ -7,6 +7,11 @@ Every generating method takes its settings either as keywords (``length=200, see
 ``GenerationOptions`` (``options=...``), the keywords overriding it; both are validated in one
 place, GenerationOptions. ``generate`` returns the continuation only (not the prime).
 
+Two engines write the same text for the same seed: the model file's own generator
+(runtime.ingraph, a chunk of characters per onnxruntime call; gru-edge/2 files) and the host
+loop (runtime.generation, one call per character; any file, and window mode). ``engine="auto"``
+takes the graph when it can; ``last_engine`` says which ran.
+
 Memory stays bounded: ``stream`` holds nothing, whatever the length. The calls that return whole
 texts hold them, so they refuse more than MAX_HELD_CHARS characters in all (one byte per
 character while generating, then the strings); a batch also refuses more rows than one step's
@@ -23,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from gru_edge.runtime.errors import PrimeError, UsageError
+from gru_edge.runtime.contract import REEXPORT
+from gru_edge.runtime.errors import ModelFileError, PrimeError, UsageError
 from gru_edge.runtime.generation import generate_ids, generate_one
+from gru_edge.runtime.ingraph import GraphEngine
 from gru_edge.runtime.loader import DEFAULT_MAX_BYTES, LoadedModel, load_model
 from gru_edge.runtime.options import UNKNOWN_POLICIES, GenerationOptions, Unknown
 from gru_edge.runtime.ortstep import OrtStep
@@ -41,7 +48,8 @@ class Generator:
 
     After each call, ``last_seed`` is the seed used (drawn fresh when none was given),
     ``last_prime`` the prime actually fed (normalised, unknown characters skipped; "" for the
-    default start) and ``last_skipped`` the characters ``unknown="skip"`` dropped.
+    default start), ``last_skipped`` the characters ``unknown="skip"`` dropped and
+    ``last_engine`` the engine that runs it ("graph" or "host").
     """
 
     def __init__(self, model: LoadedModel):
@@ -49,6 +57,7 @@ class Generator:
         self.last_seed: int | None = None
         self.last_prime: str = ""
         self.last_skipped: list[str] = []
+        self.last_engine: str = ""
 
     @classmethod
     def load(
@@ -136,6 +145,8 @@ class Generator:
         """
         loop = self._prepare(prime, length, options, settings)
         vocab = self.vocab
+        if self.last_engine == "graph":
+            return (vocab[int(i)] for chunk in self._graph_chunks(1, loop) for i in chunk[0])
         return (vocab[index] for index in generate_one(self._step(1), **loop))
 
     def generate(
@@ -150,6 +161,8 @@ class Generator:
         MAX_HELD_CHARS characters (``stream`` has no limit)."""
         loop = self._prepare(prime, length, options, settings)
         _check_held(loop["length"], 1)
+        if self.last_engine == "graph":
+            return self.vocab.decode_rows(self._graph_ids(1, loop))[0]
         ids = np.fromiter(
             generate_one(self._step(1), **loop),
             dtype=smallest_dtype(len(self.vocab)),
@@ -186,9 +199,26 @@ class Generator:
             raise UsageError(f"--num-samples must be at least 1, got {n!r}")
         loop = self._prepare(prime, length, options, settings)
         self._check_batch(n, loop["length"])
+        if self.last_engine == "graph":
+            return self._graph_ids(n, loop)
         out = np.empty((n, loop["length"]), dtype=smallest_dtype(len(self.vocab)))
         for position, new in enumerate(generate_ids(self._step(n), batch=n, **loop)):
             out[:, position] = new
+        return out
+
+    def _graph_chunks(self, n: int, loop: dict[str, Any]) -> Iterator[np.ndarray]:
+        engine = GraphEngine(
+            self.model.session, batch=n, vocab_size=len(self.vocab), width=self.state_width
+        )
+        return engine.generate(loop["prime_ids"], loop["length"], loop["settings"], loop["seed"])
+
+    def _graph_ids(self, n: int, loop: dict[str, Any]) -> np.ndarray:
+        """[n, length] ids from the in-graph engine, in the smallest dtype."""
+        out = np.empty((n, loop["length"]), dtype=smallest_dtype(len(self.vocab)))
+        position = 0
+        for chunk in self._graph_chunks(n, loop):
+            out[:, position : position + chunk.shape[1]] = chunk
+            position += chunk.shape[1]
         return out
 
     def _check_batch(self, n: int, length: int) -> None:
@@ -219,20 +249,33 @@ class Generator:
                 f"--mode window needs the model's seq_len metadata, which {self.model.path} "
                 "lacks; use --mode stateful"
             )
+        engine = self._engine(options)
         seed = options.seed
         if seed is None:
             seed = int.from_bytes(os.urandom(4), "little")
         prime_ids, fed, skipped = self.encode_prime(prime, options.unknown)
         self.last_seed, self.last_prime, self.last_skipped = seed, fed, skipped
+        self.last_engine = engine
         return {
             "prime_ids": prime_ids,
             "length": options.length,
             "units": self.state_width,
             "settings": options.sampling,
-            "rng": np.random.default_rng(seed),
+            "seed": seed,
             "mode": options.mode,
             "seq_len": self.seq_len,
         }
+
+    def _engine(self, options: GenerationOptions) -> str:
+        """ "graph" or "host" for these options and this file."""
+        if options.engine == "graph" and not self.model.has_generator:
+            raise ModelFileError(
+                f"{self.model.path} is a gru-edge/1 file, without the in-graph generator; "
+                f"{REEXPORT} to get one, or use --engine host"
+            )
+        if options.engine == "host" or options.mode == "window" or not self.model.has_generator:
+            return "host"
+        return "graph"
 
     def _step(self, batch: int) -> OrtStep:
         # A fresh step per call: it owns the state buffers, so two live streams never share.

@@ -23,6 +23,7 @@ from gru_edge.runtime.contract import (
     REEXPORT,
     TensorSpec,
     check_contract,
+    check_format,
     check_metadata,
     read_metadata,
     read_vocabulary,
@@ -74,6 +75,7 @@ class LoadedModel:
     outputs: tuple[TensorSpec, ...]
     warnings: tuple[str, ...] = ()  # e.g. CUDA offered but not started under --device auto
     layers: int = 1  # stacked GRUs; state holds them side by side, layer 0 first
+    has_generator: bool = False  # gru-edge/2: the file generates text itself
 
     @property
     def state_width(self) -> int:
@@ -139,6 +141,10 @@ def session_options(threads: int | None) -> ort.SessionOptions:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = _FATAL_ONLY
+    # Pre-packed weights take another matrix kernel for one-row steps than the generator's Loop
+    # body (whose weights are never pre-packed): unpacked, a host step computes the same bits
+    # as the in-graph generator, so both engines write the same text. (~10% per host step.)
+    options.add_session_config_entry("session.disable_prepacking", "1")
     return options
 
 
@@ -168,7 +174,9 @@ def load_model(
 
     inputs = tuple(_spec(arg) for arg in session.get_inputs())
     outputs = tuple(_spec(arg) for arg in session.get_outputs())
-    state_width, width = check_contract(inputs, outputs, str(path))
+    defaults = tuple(_spec(arg) for arg in session.get_overridable_initializers())
+    state_width, width, has_generator = check_contract(inputs, outputs, str(path), defaults)
+    check_format(metadata, has_generator, str(path))
     layers, units, seq_len = check_metadata(metadata, vocab, state_width, width, str(path))
     return LoadedModel(
         path=path,
@@ -183,9 +191,10 @@ def load_model(
         opset=facts.opset,
         ir_version=facts.ir_version,
         producer=facts.producer,
-        inputs=inputs,
+        inputs=inputs + defaults,
         outputs=outputs,
         warnings=(warning,) if warning else (),
+        has_generator=has_generator,
     )
 
 

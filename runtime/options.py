@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from gru_edge.runtime.errors import UsageError
+from gru_edge.runtime.randomness import MAX_SEED
 from gru_edge.runtime.sampler import SamplingSettings
 
 Mode = Literal["stateful", "window"]
 Unknown = Literal["error", "skip"]
+Engine = Literal["auto", "graph", "host"]
 MODES: tuple[str, ...] = ("stateful", "window")
 UNKNOWN_POLICIES: tuple[str, ...] = ("error", "skip")
+ENGINES: tuple[str, ...] = ("auto", "graph", "host")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,10 @@ class GenerationOptions:
     seed: int | None = None  # None: drawn for each call and reported as Generator.last_seed
     mode: Mode = "stateful"  # stateful: carry the GRU state; window: the notebook's re-feeding
     unknown: Unknown = "error"  # prime characters outside the vocabulary: refuse, or skip
+    # graph: the model file's own generator (gru-edge/2), a chunk per onnxruntime call; host:
+    # a Python loop stepping the file; auto: graph when the file has one and mode is stateful.
+    # Both write the same text for the same seed.
+    engine: Engine = "auto"
 
     def __post_init__(self) -> None:
         if not (_is_int(self.length) and self.length >= 0):
@@ -34,8 +41,17 @@ class GenerationOptions:
             raise UsageError(f"--mode must be 'stateful' or 'window', got {self.mode!r}")
         if self.unknown not in UNKNOWN_POLICIES:
             raise UsageError(f"--unknown must be 'error' or 'skip', got {self.unknown!r}")
-        if self.seed is not None and not (_is_int(self.seed) and self.seed >= 0):
-            raise UsageError(f"--seed must be a whole number >= 0, got {self.seed!r}")
+        if self.seed is not None and not (_is_int(self.seed) and 0 <= self.seed <= MAX_SEED):
+            raise UsageError(
+                f"--seed must be a whole number >= 0 and below 2**63, got {self.seed!r}"
+            )
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine must be 'auto', 'graph' or 'host', got {self.engine!r}")
+        if self.engine == "graph" and self.mode == "window":
+            raise UsageError(
+                "--mode window runs on the host loop (the in-graph generator is stateful); "
+                "use --engine host or auto, or --mode stateful"
+            )
         self.sampling  # noqa: B018  # validates temperature, top-k and top-p
 
     @property

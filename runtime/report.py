@@ -44,6 +44,7 @@ def model_info(model: LoadedModel, available: Sequence[str]) -> dict[str, Any]:
         "opset": model.opset,
         "ir_version": model.ir_version,
         "producer": model.producer,
+        "generator": model.has_generator,
         "providers": {"available": list(available), "session": list(model.providers)},
         "warnings": list(model.warnings),
     }
@@ -60,6 +61,14 @@ def format_info(info: dict[str, Any], width: int = 100) -> str:
         onnx += f", made by {plain(info['producer'])}"
     rows.append(("onnx", onnx))
     rows += [("input", _describe(t)) for t in info["inputs"]]
+    rows.append(
+        (
+            "generator",
+            "in the file (gru-edge/2): `sample` runs it, many characters per call"
+            if info["generator"]
+            else "none (gru-edge/1): `sample` runs the host loop",
+        )
+    )
     rows += [("output", _describe(t)) for t in info["outputs"]]
     rows.append(("providers offered", ", ".join(info["providers"]["available"])))
     rows.append(("session uses", info["providers"]["session"][0]))

@@ -1,31 +1,36 @@
-"""The one sampler: next-character ids from logits, used by the runtime, the trainer's per-epoch
-samples and the parity tests.
+"""The one sampler: next-character ids from logits and the specified noise, used by the host
+loop, the trainer's per-epoch samples and the parity tests. The model file's own generator
+(exporter.generator_graph) computes exactly the same thing inside its graph.
 
-It works in float64 and in log space, straight from logits, so it never raises on float32
-probabilities that sum past 1 and never yields NaN at tiny or huge temperatures
-(the notebook's ``log(p) / T`` does both). Logits that leave nothing sensible to sample (a NaN,
-a +inf, or a row of only -inf) raise NonFiniteLogits: a model that computes them is broken, and
-sampling them would print uniform noise or one character forever without saying so. (-inf for
-some characters is fine: they are never picked.)
+The rule, per row (``T`` = float32(temperature), ``g`` = the stream's Gumbel noise for this
+character, runtime.randomness):
 
-Generation calls it once per character, so the common case (float32 logits, no top-k/top-p)
-takes a short path of a few numpy calls; anything unusual takes the careful path, which gives
-the same numbers wherever both apply.
+1. ``T == 0``: the first index of the largest logit (greedy; no noise is used).
+2. top-k (1 <= k < V): logits below the k-th largest become -inf (ties with it are kept).
+3. top-p (0 < p < 1), in float64: ``w = exp((logit - max) / T)``; sorted descending as ``s``
+   with running sums ``c`` (left to right), a sorted entry is kept while ``c - s < p * c[-1]``
+   (p as float64(float32(p))); every character whose ``w`` is at least the smallest kept ``s``
+   is kept, the others become -inf.
+4. The id is the first index of the largest ``logit + float32(T * g)``, all in float32.
+
+Gumbel-max picks each character with probability softmax(logit / T), and every operation but
+the float64 ``exp`` of top-p is exactly rounded, so a graph, numpy and JavaScript agree bit for
+bit. Logits that leave nothing to sample (a NaN, a +inf, or a row of only -inf) raise
+NonFiniteLogits: a model that computes them is broken, and sampling them would print noise or
+one character forever without saying so. (-inf for some characters is fine: never picked.)
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import pairwise
 
 import numpy as np
 
 from gru_edge.runtime.errors import ModelFileError, UsageError
 
-# Below this temperature, (z - max) / T could overflow float64 for float32 logits
-# (their spread is at most ~6.8e38), so the careful path handles it without warnings.
-_FAST_MIN_TEMPERATURE = 1e-200
+# float32(T * g) must stay finite: |g| < 17 for the stream's uniforms, float32 ends at 3.4e38.
+MAX_TEMPERATURE = 1e30
 
 
 @dataclass(frozen=True)
@@ -38,12 +43,32 @@ class SamplingSettings:
 
     def __post_init__(self) -> None:
         t = self.temperature
-        if not (isinstance(t, (int, float)) and math.isfinite(t) and t >= 0):
-            raise UsageError(f"temperature must be a finite number >= 0, got {t!r}; try 1.0")
+        if not (isinstance(t, (int, float)) and math.isfinite(t) and 0 <= t <= MAX_TEMPERATURE):
+            raise UsageError(
+                f"temperature must be a finite number >= 0 (at most {MAX_TEMPERATURE:g}), "
+                f"got {t!r}; try 1.0"
+            )
         if self.top_k is not None and self.top_k < 1:
             raise UsageError(f"top-k must be at least 1, got {self.top_k}; omit it to keep all")
         if self.top_p is not None and not (0 < self.top_p <= 1):
             raise UsageError(f"top-p must be in (0, 1], got {self.top_p}; try 0.9")
+
+    @property
+    def t32(self) -> np.float32:
+        """The temperature as the graph sees it (below float32's smallest, that is 0)."""
+        return np.float32(self.temperature)
+
+    @property
+    def greedy(self) -> bool:
+        """Rule 1 applies: the float32 temperature is 0."""
+        return self.t32 == 0
+
+    def filters(self, vocab: int) -> bool:
+        """Whether top-k or top-p changes anything for a vocabulary of ``vocab``."""
+        return not self.greedy and (
+            (self.top_k is not None and self.top_k < vocab)
+            or (self.top_p is not None and self.top_p < 1)
+        )
 
 
 class NonFiniteLogits(ModelFileError):
@@ -68,154 +93,65 @@ class NonFiniteLogits(ModelFileError):
 
 
 def sample_ids(
-    logits: np.ndarray, settings: SamplingSettings, rng: np.random.Generator
+    logits: np.ndarray, settings: SamplingSettings, noise: np.ndarray | None
 ) -> np.ndarray:
     """Pick one id per row of ``logits`` ([batch, vocab] or [vocab]); returns int64 ids.
 
-    Draws exactly one uniform number per row (none when greedy), so a seed fixes the text.
-    -inf logits are never picked; a row holding NaN or +inf, or only -inf, raises
-    NonFiniteLogits before any number is drawn.
+    ``noise`` is float32(T * g) for this character ([batch, vocab], runtime.randomness'
+    NoiseStream; ignored when greedy). A row holding NaN or +inf, or only -inf, raises
+    NonFiniteLogits.
     """
-    if _fast_ok(logits, settings):
-        if logits.ndim == 1 or (logits.ndim == 2 and logits.shape[0] == 1):
-            index = _fast_one(logits.reshape(-1), settings.temperature, rng)
-            if index is not None:
-                return np.array([index], dtype=np.int64)
-        elif logits.ndim == 2 and logits.shape[1] < 256:
-            ids = _fast_batch(logits, settings.temperature, rng)
-            if ids is not None:
-                return ids
-    return _sample_careful(logits, settings, rng)
-
-
-def sample_one(logits: np.ndarray, settings: SamplingSettings, rng: np.random.Generator) -> int:
-    """``int(sample_ids(logits, settings, rng)[0])`` for one row ([vocab] or [1, vocab]),
-    the same id from the same draw, without building arrays: the per-character fast path."""
-    if logits.ndim > 1 and logits.shape[0] != 1:
-        raise ValueError(f"sample_one takes one row of logits, got shape {logits.shape}")
-    if _fast_ok(logits, settings):
-        index = _fast_one(logits.reshape(-1), settings.temperature, rng)
-        if index is not None:
-            return index
-    return int(_sample_careful(logits, settings, rng)[0])
-
-
-def _fast_ok(logits: np.ndarray, settings: SamplingSettings) -> bool:
-    return (
-        settings.top_k is None
-        and settings.top_p is None
-        and isinstance(logits, np.ndarray)
-        and logits.dtype == np.float32
-    )
-
-
-# The fast paths do the careful path's arithmetic in the same order (so the same seed picks the
-# same ids). The row maximum they compute anyway is the whole non-finite check: it is NaN if any
-# logit is (numpy's max and argmax stop at a NaN), +inf if any is, -inf if all are; a finite
-# maximum makes every shifted value <= 0, -inf included. They return None only for temperatures
-# too small for their arithmetic, and the careful path takes over before any number is drawn.
-
-_isfinite = math.isfinite  # takes numpy scalars; cheaper per character than two comparisons
-_max = np.maximum.reduce  # skips ndarray.max's Python-level wrapper: this runs per character
-_cumsum = np.add.accumulate
-
-
-def _fast_one(row: np.ndarray, t: float, rng: np.random.Generator) -> int | None:
-    if t == 0:
-        index = int(row.argmax())
-        if _isfinite(row[index]):
-            return index
-        raise _non_finite(row)
-    if t < _FAST_MIN_TEMPERATURE:
-        return None
-    z = row.astype(np.float64)
-    top = _max(z)
-    if not _isfinite(top):
-        raise _non_finite(row)
-    z -= top
-    if t != 1:
-        z /= t
-    cdf = _cumsum(np.exp(z, out=z), out=z)
-    index = int(cdf.searchsorted(rng.random() * cdf[-1], "right"))
-    return index if index < len(cdf) else _last_weighted(cdf)
-
-
-def _fast_batch(logits: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray | None:
-    # Work on [vocab, batch]: numpy's reductions and cumulative sums along the last axis pay a
-    # per-row overhead that dominates for rows of ~70; along the first axis they vectorise.
-    if t == 0:
-        ids = logits.argmax(axis=1)
-        # All finite is the common case and the cheapest test; -inf entries are fine as long
-        # as each row's winner is finite.
-        if (
-            not np.isfinite(logits).all()
-            and not np.isfinite(logits[np.arange(len(ids)), ids]).all()
-        ):
-            raise _non_finite(logits)
-        return ids.astype(np.int64)
-    if t < _FAST_MIN_TEMPERATURE:
-        return None
-    z = np.array(logits.T, dtype=np.float64, order="C")
-    top = z.max(axis=0)
-    if not np.isfinite(top).all():
+    z = np.array(logits, dtype=np.float32, ndmin=2)
+    if settings.filters(z.shape[1]):
+        # Before filtering, which could drop a NaN or +inf and leave a row that looks fine.
+        with np.errstate(invalid="ignore"):
+            if not np.isfinite(z.max(axis=1)).all():
+                raise _non_finite(logits)
+        z = _filtered(z, settings)
+    score = z if settings.greedy else z + noise.reshape(z.shape)
+    ids = score.argmax(axis=1)
+    # argmax lands on a NaN if there is one, on +inf if there is one, and on -inf only if the
+    # whole row is: the picked score is finite exactly when the row can be sampled.
+    if not np.isfinite(score[np.arange(len(ids)), ids]).all():
         raise _non_finite(logits)
-    z -= top
-    if t != 1:
-        z /= t
-    np.exp(z, out=z)
-    # A cumulative sum down the rows, one vectorised add per vocabulary entry: the same
-    # sequential order as np.cumsum along a row, so the same sums as the single-row path.
-    add = np.add
-    for prev, row in pairwise(z):
-        add(prev, row, out=row)
-    u = rng.random(z.shape[1]) * z[-1]
-    # count(cdf <= u) is the first index whose cdf exceeds u; summing uint8 avoids a cast.
-    ids = (z <= u).view(np.uint8).sum(axis=0, dtype=np.uint8).astype(np.int64)
-    return _fix_overshoot(ids, z.T)
+    return ids.astype(np.int64)
 
 
-def _draw(cdf: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Inverse-CDF draw, one uniform per row, from unnormalised cumulative weights [batch, V]."""
-    u = rng.random(cdf.shape[0]) * cdf[:, -1]
-    return _fix_overshoot((cdf <= u[:, None]).sum(axis=1, dtype=np.int64), cdf)
+_isfinite = math.isfinite  # takes numpy scalars; cheaper per character than numpy's
 
 
-def _fix_overshoot(ids: np.ndarray, cdf: np.ndarray) -> np.ndarray:
-    # u rounds up to the total once in 2**53 draws: then take the last id with weight.
-    for row in np.flatnonzero(ids >= cdf.shape[1]):
-        ids[row] = _last_weighted(cdf[row])
-    return ids
+def sample_one(row: np.ndarray, settings: SamplingSettings, noise: np.ndarray | None) -> int:
+    """``int(sample_ids(row, settings, noise)[0])`` for one row ([vocab] or [1, vocab]), the
+    same id without building arrays when no filter applies: the per-character fast path."""
+    if row.ndim > 1 and row.shape[0] != 1:
+        raise ValueError(f"sample_one takes one row of logits, got shape {row.shape}")
+    if row.dtype != np.float32 or settings.filters(row.shape[-1]):
+        return int(sample_ids(row, settings, noise)[0])
+    flat = row.reshape(-1)
+    score = flat if noise is None or settings.greedy else flat + noise.reshape(-1)
+    index = int(score.argmax())
+    if not _isfinite(score[index]):
+        raise _non_finite(row)
+    return index
 
 
-def _last_weighted(cdf_row: np.ndarray) -> int:
-    return int(np.argmax(cdf_row >= cdf_row[-1]))
-
-
-def _sample_careful(
-    logits: np.ndarray, settings: SamplingSettings, rng: np.random.Generator
-) -> np.ndarray:
-    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        return _careful(np.array(logits, dtype=np.float64, ndmin=2), settings, rng)
-
-
-def _careful(z: np.ndarray, settings: SamplingSettings, rng: np.random.Generator) -> np.ndarray:
-    top = z.max(axis=1, keepdims=True)
-    if not np.isfinite(top).all():
-        raise _non_finite(z)
-    if settings.temperature == 0:
-        return np.argmax(z, axis=1).astype(np.int64)
-    # Shift before scaling: every value becomes <= 0, so dividing by a tiny temperature
-    # gives -inf (never inf - inf = NaN) and a huge one tends to uniform.
-    z -= top
-    if settings.temperature != 1:
-        z /= settings.temperature
-    if settings.top_k is not None and settings.top_k < z.shape[1]:
-        kth = np.partition(z, -settings.top_k, axis=1)[:, -settings.top_k, None]
-        z[z < kth] = -np.inf
-    weights = np.exp(z)
-    if settings.top_p is not None and settings.top_p < 1:
-        weights = _nucleus(weights, settings.top_p)
-    return _draw(np.cumsum(weights, axis=1), rng)
+def _filtered(z: np.ndarray, settings: SamplingSettings) -> np.ndarray:
+    """Rules 2 and 3: the characters top-k and top-p drop become -inf."""
+    vocab = z.shape[1]
+    with np.errstate(invalid="ignore", over="ignore", under="ignore", divide="ignore"):
+        if settings.top_k is not None and settings.top_k < vocab:
+            kth = np.partition(z, vocab - settings.top_k, axis=1)[:, vocab - settings.top_k]
+            z = np.where(z < kth[:, None], np.float32(-np.inf), z)
+        if settings.top_p is not None and settings.top_p < 1:
+            d = z.astype(np.float64)
+            w = np.exp((d - d.max(axis=1, keepdims=True)) / np.float64(settings.t32))
+            s = -np.sort(-w, axis=1)
+            c = np.cumsum(s, axis=1)
+            p = np.float64(np.float32(settings.top_p))
+            kept = ((c - s) < p * c[:, -1:]).sum(axis=1)
+            smallest = s[np.arange(len(s)), np.maximum(kept, 1) - 1]
+            z = np.where(w >= smallest[:, None], z, np.float32(-np.inf))
+    return z
 
 
 def _non_finite(logits: np.ndarray) -> NonFiniteLogits:
@@ -232,15 +168,3 @@ def _non_finite(logits: np.ndarray) -> NonFiniteLogits:
     else:
         what = "only -inf"
     return NonFiniteLogits(what, row, len(rows))
-
-
-def _nucleus(weights: np.ndarray, top_p: float) -> np.ndarray:
-    """Zero every weight outside the smallest most-likely set whose share reaches ``top_p``."""
-    order = np.argsort(-weights, axis=1, kind="stable")
-    sorted_w = np.take_along_axis(weights, order, axis=1)
-    share = np.cumsum(sorted_w, axis=1) / sorted_w.sum(axis=1, keepdims=True)
-    # Keep a character if the share before it is still below top_p (so the first is always kept).
-    keep_sorted = (share - sorted_w / sorted_w.sum(axis=1, keepdims=True)) < top_p
-    keep = np.empty_like(keep_sorted)
-    np.put_along_axis(keep, order, keep_sorted, axis=1)
-    return np.where(keep, weights, 0.0)

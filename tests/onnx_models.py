@@ -16,7 +16,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from gru_edge.runtime.contract import FORMAT
+from gru_edge.exporter.generator_graph import add_generator
+from gru_edge.runtime.contract import FORMAT, FORMAT_STEP_ONLY
 from gru_edge.runtime.text import TEXT_POLICY
 
 # 70 characters, including the awkward ones: control characters, non-ASCII letters,
@@ -27,13 +28,15 @@ DEFAULT_VOCAB = sorted(
 )
 assert len(DEFAULT_VOCAB) == 70, len(DEFAULT_VOCAB)
 
-OPSET = 17
+OPSET = 18
 
 
-def default_metadata(vocab: list[str], units: int, seq_len: int | None) -> dict[str, str]:
+def default_metadata(
+    vocab: list[str], units: int, seq_len: int | None, generator: bool = True
+) -> dict[str, str]:
     """The metadata the exporter writes, with made-up training facts."""
     meta = {
-        "format": FORMAT,
+        "format": FORMAT if generator else FORMAT_STEP_ONLY,
         "units": str(units),
         "seq_len": str(seq_len) if seq_len is not None else None,
         "vocab_size": str(len(vocab)),
@@ -66,8 +69,12 @@ def make_model(
     logits_width: int | None = None,
     static_batch: bool = False,
     edit_weights: Callable[[dict[str, np.ndarray]], None] | None = None,
+    generator: bool | None = None,
 ) -> onnx.ModelProto:
     """A model that follows the contract unless one of the keyword arguments breaks it.
+
+    generator: add gru-edge/2's in-graph generator (exporter.generator_graph); None = unless a
+    keyword argument breaks the step's signature (a generator cannot be built on it).
 
     metadata: keys to override on top of default_metadata; a None value removes the key.
     logits_width: the Dense layer's width (defaults to the vocabulary size).
@@ -139,7 +146,17 @@ def make_model(
         producer_name="gru-edge-tests",
         ir_version=8,
     )
-    meta = default_metadata(vocab, units, seq_len)
+    if generator is None:
+        generator = (ids_name, ids_type, logits_type, static_batch, logits_width) == (
+            "ids",
+            TensorProto.INT64,
+            TensorProto.FLOAT,
+            False,
+            None,
+        )
+    if generator:
+        add_generator(model, v, units)
+    meta = default_metadata(vocab, units, seq_len, generator)
     for key, value in (metadata or {}).items():
         if value is None:
             meta.pop(key, None)

@@ -183,7 +183,7 @@ def test_info_shows_metadata_vocabulary_signature_and_providers(small_model):
         "state float32 [batch, 16]",
         "logits float32 [batch, 70]",
         "state_out float32 [batch, 16]",
-        "opset 17",
+        "opset 18",
         "CPUExecutionProvider",
         "70 characters",
         f"({small_model.stat().st_size:,} bytes)",
@@ -207,7 +207,7 @@ def test_info_json(small_model):
     assert data["metadata"]["units"] == "16" and "vocabulary" not in data["metadata"]
     assert len(data["vocabulary"]) == 70 and "\n" in data["vocabulary"]
     assert data["inputs"][0] == {"name": "ids", "dtype": "int64", "shape": ["batch", "time"]}
-    assert data["opset"] == 17 and data["file_size"] == small_model.stat().st_size
+    assert data["opset"] == 18 and data["file_size"] == small_model.stat().st_size
     assert data["providers"]["session"] == ["CPUExecutionProvider"]
     assert "CPUExecutionProvider" in data["providers"]["available"]
 
@@ -267,7 +267,7 @@ def test_the_installed_console_script(tmp_path, small_model):
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout) == 26 and proc.stdout.endswith("\n")
     proc = _run([str(script), "info", str(small_model)], tmp_path)
-    assert proc.returncode == 0 and "gru-edge/1" in proc.stdout
+    assert proc.returncode == 0 and "gru-edge/2" in proc.stdout
     proc = _run([str(script), "--version"], tmp_path)
     assert proc.returncode == 0 and proc.stdout == f"gru-edge {gru_edge.__version__}\n"
     proc = _run([str(script), "sample", str(small_model), "--length", "-1"], tmp_path)

@@ -149,7 +149,7 @@ def test_opset_outside_the_supported_range(tmp_path, trained_run, opset):
         app, ["export", str(trained_run), "--out", str(out), "--opset", str(opset)]
     )
     assert_one_line_error(
-        result, f"--opset {opset} is outside", f"(7 to {max(OPSET_TO_IR_VERSION)}:", "try 17"
+        result, f"--opset {opset} is outside", f"(7 to {max(OPSET_TO_IR_VERSION)}:", "try 18"
     )
     assert not out.exists()
 
@@ -163,3 +163,85 @@ def test_export_names_but_keeps_the_temporary_files_a_kill_left(tmp_path, traine
     assert "note: 1 temporary file(s) from an interrupted export" in result.stdout
     assert ".m.onnx.a1b2c3d4.tmp.onnx" in result.stdout
     assert stale.read_bytes() == b"half an onnx file" and out.stat().st_size > 0
+
+
+def test_export_validates_the_generator_and_writes_gru_edge_2(tmp_path, trained_run):
+    out = tmp_path / "m.onnx"
+    result = runner.invoke(app, ["export", str(trained_run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for line in (
+        "- generator, greedy vs Keras stepper: 500 characters identical ok",
+        "- generator, sampled, temperature 1.0 vs host loop: 500 characters identical ok",
+        "- generator, sampled, temperature 0.8, top-k 10, top-p 0.9 vs host loop: 500 characters",
+    ):
+        assert line in result.stdout
+    info = runner.invoke(app, ["info", str(out), "--json"])
+    assert json.loads(info.stdout)["metadata"]["format"] == "gru-edge/2"
+
+
+def test_a_generator_that_draws_other_noise_fails_and_writes_nothing(
+    tmp_path, trained_run, monkeypatch
+):
+    import gru_edge.exporter.generator_graph as graph_module
+    from gru_edge.exporter.export import export_run
+
+    monkeypatch.setattr(graph_module, "GOLDEN", graph_module.GOLDEN ^ 1)  # not the spec's stream
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(ExportValidationError) as caught:
+        export_run(trained_run, out, log=lambda _m: None)
+    message = str(caught.value)
+    assert "generator does not write what the model does" in message and "\n" not in message
+    assert "sampled, temperature 1.0 vs host loop: MISMATCH from character" in message
+    assert "greedy" not in message  # greedy uses no noise: still identical
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_below_opset_18_the_file_is_gru_edge_1_and_samples_on_the_host(tmp_path, trained_run):
+    out = tmp_path / "m17.onnx"
+    result = runner.invoke(app, ["export", str(trained_run), "--out", str(out), "--opset", "17"])
+    assert result.exit_code == 0, result.output
+    assert "writing a gru-edge/1 file, sampled by the host loop only" in result.stdout
+    assert "generator," not in result.stdout
+    info = json.loads(runner.invoke(app, ["info", str(out), "--json"]).stdout)
+    assert info["metadata"]["format"] == "gru-edge/1" and info["generator"] is False
+    sampled = runner.invoke(app, ["sample", str(out), "--length", "30", "--seed", "1", "--json"])
+    assert json.loads(sampled.stdout)["engine"] == "host"
+    refused = runner.invoke(app, ["sample", str(out), "--engine", "graph"])
+    assert_one_line_error(refused, "gru-edge/1 file, without the in-graph generator")
+
+
+def test_a_vocabulary_of_thousands_exports_small_validates_and_samples(tmp_path_factory):
+    """A CJK-sized vocabulary: the file grows with vocab x units (projected rows), not vocab^2."""
+    import random
+
+    from gru_edge.exporter.export import export_run
+    from gru_edge.runtime.generator import Generator
+    from gru_edge.trainer.config import TrainOptions
+    from gru_edge.trainer.train import train
+
+    folder = tmp_path_factory.mktemp("cjk")
+    chars = [chr(0x4E00 + i) for i in range(2995)] + list("。，、\n ")
+    rng = random.Random(1)
+    text = "".join(chars) + "".join(rng.choices(chars, [1 / (i + 1) for i in range(3000)], k=8000))
+    corpus = folder / "cjk.txt"
+    corpus.write_text(text, encoding="utf-8")
+    options = TrainOptions(
+        units=16,
+        seq_len=10,
+        step=5,
+        epochs=1,
+        batch_size=16,
+        steps_per_epoch=2,
+        validation_steps=1,
+        seed=3,
+        samples=False,
+    )
+    train(corpus, folder / "run", options, quiet=True)
+    report = export_run(folder / "run", folder / "cjk.onnx", log=lambda _m: None)
+    identity_bytes = 3000 * 3000 * 4
+    assert report.size_bytes < identity_bytes / 10  # ~0.6 MB against 36 MB of identity
+    assert all(c.ok for c in report.comparisons)
+    gen = Generator.load(folder / "cjk.onnx", device="cpu")
+    assert len(gen.vocab) == 3000
+    graph = gen.generate("一", 200, seed=4)
+    assert graph == gen.generate("一", 200, seed=4, engine="host") and len(graph) == 200

@@ -126,7 +126,7 @@ def test_a_long_prime_in_a_batch_is_fed_without_repeating_it_whole(gen, monkeypa
     import gru_edge.runtime.generation
 
     prime = "Shall I compare thee to a summer's day? " * 3
-    whole = gen.generate_batch(4, prime, 20, temperature=0)
+    whole = gen.generate_batch(4, prime, 20, temperature=0, engine="host")
     seen = []
     real = OrtStep.__call__
 
@@ -136,5 +136,5 @@ def test_a_long_prime_in_a_batch_is_fed_without_repeating_it_whole(gen, monkeypa
 
     monkeypatch.setattr(gru_edge.runtime.generation, "PRIME_CHUNK", 20)
     monkeypatch.setattr(OrtStep, "__call__", spy)
-    assert gen.generate_batch(4, prime, 20, temperature=0) == whole
+    assert gen.generate_batch(4, prime, 20, temperature=0, engine="host") == whole
     assert max(rows * time for rows, time in seen) <= 20  # 4 rows x 5 ids per piece

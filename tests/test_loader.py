@@ -31,17 +31,27 @@ def test_a_contract_file_loads_with_everything_the_runtime_needs(small_model):
     model = load_model(small_model, device="cpu", threads=1)
     assert (model.units, model.seq_len, len(model.vocab)) == (16, 40, 70)
     assert model.providers == [CPU] and model.provider == CPU
-    assert (model.opset, model.ir_version, model.producer) == (17, 8, "gru-edge-tests")
+    assert (model.opset, model.ir_version, model.producer) == (18, 8, "gru-edge-tests")
     assert model.file_size == small_model.stat().st_size
-    assert model.metadata["format"] == "gru-edge/1" and model.warnings == ()
+    assert model.metadata["format"] == "gru-edge/2" and model.warnings == ()
     assert [s.describe() for s in model.inputs] == [
         "ids int64 [batch, time]",
         "state float32 [batch, 16]",
+        "steps int64 []",
+        "temperature float32 []",
+        "top_k int64 []",
+        "top_p float32 []",
+        "seed int64 []",
+        "offset int64 []",
     ]
     assert [s.describe() for s in model.outputs] == [
         "logits float32 [batch, 70]",
         "state_out float32 [batch, 16]",
+        "generated int64 [batch, steps]",
+        "gen_state float32 [batch, 16]",
+        "logit_sums float32 [batch, steps]",
     ]
+    assert model.has_generator
 
 
 def test_a_stacked_file_carries_every_layer_in_one_state(tmp_path):
@@ -145,7 +155,7 @@ def _specs(**changes):
 def test_check_contract(changes, fragment):
     inputs, outputs = _specs(**changes)
     if fragment is None:
-        assert check_contract(inputs, outputs, "m.onnx") == (16, 70)
+        assert check_contract(inputs, outputs, "m.onnx") == (16, 70, False)
     else:
         with pytest.raises(ModelFileError) as info:
             check_contract(inputs, outputs, "m.onnx")
@@ -165,7 +175,7 @@ def test_check_contract_wants_exactly_the_contract_names():
 
 def test_inspect_model_reads_opset_ir_and_producer():
     facts = inspect_model(make_model(units=8).SerializeToString())
-    assert (facts.opset, facts.ir_version, facts.producer) == (17, 8, "gru-edge-tests")
+    assert (facts.opset, facts.ir_version, facts.producer) == (18, 8, "gru-edge-tests")
     assert facts.external_tensors == []
 
 

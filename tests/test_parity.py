@@ -37,7 +37,7 @@ def onnx_step(exported_model):
     session = ort.InferenceSession(str(exported_model), providers=["CPUExecutionProvider"])
 
     def step(ids, state):
-        logits, state_out = session.run(None, {"ids": ids, "state": state})
+        logits, state_out = session.run(["logits", "state_out"], {"ids": ids, "state": state})
         return logits, state_out
 
     return step
@@ -84,7 +84,7 @@ def _text(step, vocab, units, length, settings, seed):
         length,
         units=units,
         settings=settings,
-        rng=np.random.default_rng(seed),
+        seed=seed,
     )
     return vocab.decode(int(row[0]) for row in ids)
 
@@ -107,12 +107,15 @@ def test_1000_sampled_characters_identical_with_same_seed(keras_side, onnx_step)
     assert len(set(keras_text)) > 5  # really sampled, not stuck on one character
 
 
-def test_graph_is_one_fused_gru(exported_model):
+def test_graph_is_one_fused_gru_then_the_generator(exported_model):
     model = onnx.load(str(exported_model))
-    ops = [node.op_type for node in model.graph.node]
+    step = [node for node in model.graph.node if not node.name.startswith("gen/")]
+    ops = [node.op_type for node in step]
     assert ops.count("GRU") == 1
     assert not {"Loop", "Scan", "If"} & set(ops)
-    gru = next(node for node in model.graph.node if node.op_type == "GRU")
+    generator = [node.op_type for node in model.graph.node if node.name.startswith("gen/")]
+    assert generator == ["Greater", "If"]  # steps > 0, else nothing runs
+    gru = next(node for node in step if node.op_type == "GRU")
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in gru.attribute}
     assert attrs["linear_before_reset"] == 1  # Keras' reset_after=True
 
@@ -131,14 +134,54 @@ def test_graph_signature_is_the_contract(exported_model, trained_run):
             for v in values
         }
 
+    int64, float32 = onnx.TensorProto.INT64, onnx.TensorProto.FLOAT
     assert sig(model.graph.input) == {
-        "ids": (onnx.TensorProto.INT64, ["batch", "time"]),
-        "state": (onnx.TensorProto.FLOAT, ["batch", units]),
+        "ids": (int64, ["batch", "time"]),
+        "state": (float32, ["batch", units]),
+        **{n: (int64, []) for n in ("steps", "top_k", "seed", "offset")},
+        **{n: (float32, []) for n in ("temperature", "top_p")},
     }
     assert sig(model.graph.output) == {
-        "logits": (onnx.TensorProto.FLOAT, ["batch", vocab_size]),
-        "state_out": (onnx.TensorProto.FLOAT, ["batch", units]),
+        "logits": (float32, ["batch", vocab_size]),
+        "state_out": (float32, ["batch", units]),
+        "generated": (int64, ["batch", "steps"]),
+        "gen_state": (float32, ["batch", units]),
+        "logit_sums": (float32, ["batch", "steps"]),
     }
+    names = ("steps", "temperature", "top_k", "top_p", "seed", "offset")
+    defaults = {
+        t.name: onnx.numpy_helper.to_array(t).item()
+        for t in model.graph.initializer
+        if t.name in names
+    }
+    assert [defaults[n] for n in names] == [
+        0,
+        1.0,
+        0,
+        1.0,
+        0,
+        0,
+    ]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"temperature": 0},
+        {"temperature": 0.5},
+        {"temperature": 1.0},
+        {"temperature": 1.2},
+        {"temperature": 1.0, "top_k": 5},
+        {"temperature": 0.9, "top_p": 0.8},
+    ],
+)
+def test_the_exported_generator_writes_the_host_loops_text(exported_model, settings):
+    from gru_edge.runtime.generator import Generator
+
+    gen = Generator.load(exported_model, device="cpu")
+    for seed in range(8):
+        graph = gen.generate("The ", 1000, seed=seed, engine="graph", **settings)
+        assert graph == gen.generate("The ", 1000, seed=seed, engine="host", **settings)
 
 
 def test_metadata_round_trips_hard_characters(exported_model, trained_run):

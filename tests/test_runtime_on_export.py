@@ -21,7 +21,7 @@ def test_the_runtime_loads_what_the_exporter_writes(exported_model, trained_run)
     assert model.vocab == vocab
     assert model.units == config["config"]["units"]
     assert model.seq_len == config["config"]["seq_len"]
-    assert model.opset is not None and model.metadata["format"] == "gru-edge/1"
+    assert model.opset is not None and model.metadata["format"] == "gru-edge/2"
 
 
 def test_the_exported_model_samples_in_both_modes(exported_model):
@@ -37,4 +37,4 @@ def test_the_exported_model_samples_in_both_modes(exported_model):
 def test_info_on_the_exported_model(exported_model):
     result = CliRunner().invoke(app, ["info", str(exported_model)])
     assert result.exit_code == 0, result.output
-    assert "gru-edge/1" in result.stdout and "ids int64" in result.stdout
+    assert "gru-edge/2" in result.stdout and "ids int64" in result.stdout

@@ -65,10 +65,20 @@ def build_stepper(model: Any) -> Any:
     units, vocab, layers = grus[0].units, dense.units, len(grus)
     ids = keras.Input(shape=(None,), dtype="int64", name="ids")
     state = keras.Input(shape=(layers * units,), dtype="float32", name="state")
-    # One-hot as rows of an identity matrix: tf2onnx emits a Gather, which costs ~7% fewer
-    # instructions per generation step than its OneHot (counted with callgrind; see README).
-    identity = np.eye(vocab, dtype=np.float32)
-    sequence = keras.layers.Lambda(lambda t: tf.gather(identity, t), name="one_hot")(ids)
+    weights = [gru.get_weights() for gru in grus]
+    if projects_input(vocab, units):
+        # A large vocabulary: gather each character's row of the first GRU's input kernel
+        # (what one-hot x kernel computes, exactly) and give that GRU an identity kernel. The
+        # file grows with vocab x units instead of vocab^2, and a step multiplies 3 units
+        # wide instead of vocab wide; the numbers are the same bits.
+        table = weights[0][0]
+        weights[0] = [np.eye(3 * units, dtype=np.float32), *weights[0][1:]]
+        sequence = keras.layers.Lambda(lambda t: tf.gather(table, t), name="projected")(ids)
+    else:
+        # One-hot as rows of an identity matrix: tf2onnx emits a Gather, which costs ~7% fewer
+        # instructions per generation step than its OneHot (counted with callgrind; see README).
+        identity = np.eye(vocab, dtype=np.float32)
+        sequence = keras.layers.Lambda(lambda t: tf.gather(identity, t), name="one_hot")(ids)
     # One layer takes the state as it is: no Split/Concat, so a default file is 7 nodes.
     starts = (
         [state]
@@ -95,10 +105,16 @@ def build_stepper(model: Any) -> Any:
     # output sequence and the Squeeze/Slice/Squeeze that picked its last step (10 nodes -> 7).
     logits = twin_dense(finals[-1])
     stepper = keras.Model([ids, state], [logits, state_out], name="char_gru_stepper")
-    for twin, gru in zip(twins, grus, strict=True):
-        twin.set_weights(gru.get_weights())
+    for twin, weight in zip(twins, weights, strict=True):
+        twin.set_weights(weight)
     twin_dense.set_weights(dense.get_weights())
     return stepper
+
+
+def projects_input(vocab: int, units: int) -> bool:
+    """Whether the stepper gathers projected rows (vocab > 3 x units) rather than one-hot rows:
+    above that the identity's vocab^2 floats outgrow the kernel, and its product costs more."""
+    return vocab > 3 * units
 
 
 def _gru_options(gru: Any) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def epoch_samples(model: Any, corpus: Corpus, config: TrainConfig, epoch: int) -
             config.sample_length,
             units=config.units * config.layers,  # the width of the stepper's state
             settings=SamplingSettings(temperature=temperature),
-            rng=rng,
+            seed=int(rng.integers(0, 1 << 62)),
         )
         text = corpus.vocab.decode(int(row[0]) for row in ids)
         blocks.append(f"----- temperature {temperature}\n{text}\n")

@@ -1,0 +1,369 @@
+"""The generator inside the model file (gru-edge/2): a step graph gains a Loop that writes text.
+
+The step graph (ids, state -> logits, state_out) stays as it is, so a gru-edge/1 client keeps
+working. Added beside it:
+
+    inputs, each with a default (an initializer of the same name, so a client may leave it out):
+      steps int64 [] = 0, temperature float32 [] = 1, top_k int64 [] = 0 (off),
+      top_p float32 [] = 1 (off), seed int64 [] = 0, offset int64 [] = 0
+    outputs:
+      generated int64 [batch, steps]    the ids picked, one row per sample
+      gen_state float32 [batch, width]  the state to feed generated[:, -1:] with next time
+      logit_sums float32 [batch, steps] each step's logits summed: non-finite = broken model
+
+One call feeds ``ids`` (the prime's last id, or the whole prime) from ``state``, then picks
+``steps`` characters with runtime.sampler's rule and runtime.randomness' stream, both computed
+here exactly as the host loop computes them. The Loop body is a copy of the step graph's own
+nodes (the same kernels on the same shapes, so the same logits as a host loop stepping the file)
+plus the pick. With ``steps`` 0 an If skips all of it. Which body runs is chosen once per call
+by If nodes outside the Loop: greedy (no noise at all), plain (noise, no filter), or filtered
+(top-k and/or top-p), so a call pays only for what it asked.
+
+Only the exporter and the tests build graphs (this module needs the ``onnx`` package); the
+runtime just runs them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from gru_edge.runtime import contract
+from gru_edge.runtime.randomness import GOLDEN, MIX1, MIX2, PARTS, hashes_per_position
+
+MIN_OPSET = 18  # BitwiseXor (the random stream's SplitMix64)
+_P = "gen/"  # prefix of every name this module adds
+_INT64, _FLOAT, _DOUBLE, _UINT64, _BOOL = (
+    TensorProto.INT64,
+    TensorProto.FLOAT,
+    TensorProto.DOUBLE,
+    TensorProto.UINT64,
+    TensorProto.BOOL,
+)
+
+# (name, element type, default)
+GENERATOR_INPUTS = (
+    (contract.INPUT_STEPS, _INT64, 0),
+    (contract.INPUT_TEMPERATURE, _FLOAT, 1.0),
+    (contract.INPUT_TOP_K, _INT64, 0),
+    (contract.INPUT_TOP_P, _FLOAT, 1.0),
+    (contract.INPUT_SEED, _INT64, 0),
+    (contract.INPUT_OFFSET, _INT64, 0),
+)
+
+
+class _Builder:
+    """Nodes and constants of one graph, with fresh names under a prefix."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.nodes: list[onnx.NodeProto] = []
+        self.constants: list[onnx.TensorProto] = []
+        self._count = 0
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{self.prefix}{hint}_{self._count}"
+
+    def op(self, op_type: str, inputs: list[str], n_out: int = 1, **attrs: Any) -> Any:
+        outputs = [self.name(op_type.lower()) for _ in range(n_out)]
+        self.nodes.append(
+            helper.make_node(op_type, inputs, outputs, name=self.name(op_type), **attrs)
+        )
+        return outputs[0] if n_out == 1 else outputs
+
+    def const(self, value: Any, dtype: Any, hint: str = "c") -> str:
+        name = self.name(hint)
+        self.constants.append(numpy_helper.from_array(np.array(value, dtype=dtype), name))
+        return name
+
+    def graph(self, name: str, inputs: list, outputs: list) -> onnx.GraphProto:
+        # Constants of a subgraph are Constant nodes (initializers of subgraphs are legal but
+        # less widely supported by other runtimes).
+        consts = [
+            helper.make_node("Constant", [], [c.name], value=c, name=f"{c.name}_const")
+            for c in self.constants
+        ]
+        return helper.make_graph(consts + self.nodes, name, inputs, outputs)
+
+
+def _info(name: str, elem: int, shape: list | None) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def add_generator(model: onnx.ModelProto, vocab_size: int, state_width: int) -> None:
+    """Add the generator to a contract step model, in place (see the module docstring)."""
+    graph = model.graph
+    step_nodes = list(graph.node)
+    if any(attr.type in (5, 10) for node in step_nodes for attr in node.attribute):
+        raise ValueError("the step graph already holds subgraphs; expected a plain step graph")
+    for name, elem, default in GENERATOR_INPUTS:
+        graph.input.append(_info(name, elem, []))
+        dtype = np.int64 if elem == _INT64 else np.float32
+        graph.initializer.append(numpy_helper.from_array(np.array(default, dtype=dtype), name))
+
+    top = _Builder(_P)
+    has_steps = top.op("Greater", [contract.INPUT_STEPS, top.const(0, np.int64)])
+    outputs = [contract.OUTPUT_GENERATED, contract.OUTPUT_GEN_STATE, contract.OUTPUT_LOGIT_SUMS]
+    run = _run_branch(step_nodes, vocab_size, state_width)
+    none = _none_branch()
+    top.nodes.append(
+        helper.make_node(
+            "If", [has_steps], outputs, name=_P + "If_steps", then_branch=run, else_branch=none
+        )
+    )
+    graph.node.extend(top.nodes)
+    graph.initializer.extend(top.constants)
+    graph.output.extend(
+        [
+            _info(contract.OUTPUT_GENERATED, _INT64, ["batch", "steps"]),
+            _info(contract.OUTPUT_GEN_STATE, _FLOAT, ["batch", state_width]),
+            _info(contract.OUTPUT_LOGIT_SUMS, _FLOAT, ["batch", "steps"]),
+        ]
+    )
+    opset = next(o for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset.version < MIN_OPSET:
+        raise ValueError(f"the generator needs opset {MIN_OPSET} or newer, got {opset.version}")
+
+
+def _branch_outputs(b: _Builder, generated: str, state: str, sums: str) -> list:
+    names = [f"{b.prefix}generated", f"{b.prefix}gen_state", f"{b.prefix}logit_sums"]
+    for source, name in zip((generated, state, sums), names, strict=True):
+        b.nodes.append(helper.make_node("Identity", [source], [name], name=name + "_id"))
+    return [
+        _info(names[0], _INT64, None),
+        _info(names[1], _FLOAT, None),
+        _info(names[2], _FLOAT, None),
+    ]
+
+
+def _none_branch() -> onnx.GraphProto:
+    """steps = 0: nothing generated, the state handed back as it came."""
+    b = _Builder(_P + "none/")
+    zero = b.const([0], np.int64)
+    empty = b.op("Slice", [contract.INPUT_IDS, zero, zero, b.const([1], np.int64)])
+    sums = b.op("Cast", [empty], to=_FLOAT)
+    outs = _branch_outputs(b, empty, contract.INPUT_STATE, sums)
+    return b.graph("gen_none", [], outs)
+
+
+def _run_branch(step_nodes: list, vocab: int, width: int) -> onnx.GraphProto:
+    """steps > 0: choose the body, run the Loop, lay its scan outputs out as [batch, steps]."""
+    b = _Builder(_P + "run/")
+    greedy = b.op("Equal", [contract.INPUT_TEMPERATURE, b.const(0.0, np.float32)])
+    loop_outs = [b.name("ids_scan"), b.name("state"), b.name("sums_scan")]
+    sample = _sample_branch(step_nodes, vocab)
+    greedy_graph = _loop_graph(step_nodes, vocab, "greedy", None)
+    b.nodes.append(
+        helper.make_node(
+            "If",
+            [greedy],
+            loop_outs,
+            name=b.name("If_greedy"),
+            then_branch=greedy_graph,
+            else_branch=sample,
+        )
+    )
+    ids_scan, state, sums_scan = loop_outs
+    ids = b.op("Squeeze", [ids_scan, b.const([2], np.int64)])  # [steps, batch]
+    generated = b.op("Transpose", [ids], perm=[1, 0])
+    sums = b.op("Transpose", [sums_scan], perm=[1, 0])
+    outs = _branch_outputs(b, generated, state, sums)
+    return b.graph("gen_run", [], outs)
+
+
+def _sample_branch(step_nodes: list, vocab: int) -> onnx.GraphProto:
+    """temperature > 0: the chunk's noise once, then the plain or the filtered body."""
+    b = _Builder(_P + "sample/")
+    noise = _noise(b, vocab)
+    k = contract.INPUT_TOP_K
+    top_k_on = b.op(
+        "And",
+        [b.op("Greater", [k, b.const(0, np.int64)]), b.op("Less", [k, b.const(vocab, np.int64)])],
+    )
+    top_p_on = b.op("Less", [contract.INPUT_TOP_P, b.const(1.0, np.float32)])
+    filtering = b.op("Or", [top_k_on, top_p_on])
+    # Outer-scope values the filtered body reads: k as TopK wants it ([1]; V when off), and
+    # temperature and top-p in float64.
+    filters = {
+        "k": b.op(
+            "Reshape",
+            [b.op("Where", [top_k_on, k, b.const(vocab, np.int64)]), b.const([1], np.int64)],
+        ),
+        "t64": b.op("Cast", [contract.INPUT_TEMPERATURE], to=_DOUBLE),
+        "p64": b.op("Cast", [contract.INPUT_TOP_P], to=_DOUBLE),
+    }
+    outs = [b.name("ids_scan"), b.name("state"), b.name("sums_scan")]
+    b.nodes.append(
+        helper.make_node(
+            "If",
+            [filtering],
+            outs,
+            name=b.name("If_filter"),
+            then_branch=_loop_graph(step_nodes, vocab, "filtered", noise, filters),
+            else_branch=_loop_graph(step_nodes, vocab, "plain", noise),
+        )
+    )
+    return b.graph(
+        "gen_sample", [], [_info(n, t, None) for n, t in zip(outs, _LOOP_TYPES, strict=False)]
+    )
+
+
+_LOOP_TYPES = (_INT64, _FLOAT, _FLOAT)
+
+
+def _noise(b: _Builder, vocab: int) -> str:
+    """float32 [steps, batch, vocab]: float32(T * gumbel) for positions offset..offset+steps-1,
+    computed as runtime.randomness specifies."""
+    u64, i64 = np.uint64, np.int64
+    h = hashes_per_position(vocab)
+    first = contract.INPUT_OFFSET
+    end = b.op("Add", [first, contract.INPUT_STEPS])
+    positions = b.op("Cast", [b.op("Range", [first, end, b.const(1, i64)])], to=_UINT64)
+    positions = b.op("Unsqueeze", [positions, b.const([1], i64)])  # [steps, 1]
+    counters = b.op(
+        "Add",
+        [b.op("Mul", [positions, b.const(h, u64)]), b.const(np.arange(1, h + 1)[None, :], u64)],
+    )  # [steps, H]: the counter + 1
+    spread = b.op("Mul", [counters, b.const(GOLDEN, u64)])
+    spread = b.op("Unsqueeze", [spread, b.const([1], i64)])  # [steps, 1, H]
+    shape = b.op("Shape", [contract.INPUT_IDS])
+    batch = b.op("Squeeze", [b.op("Slice", [shape, b.const([0], i64), b.const([1], i64)])])
+    rows = b.op("Cast", [b.op("Range", [b.const(0, i64), batch, b.const(1, i64)])], to=_UINT64)
+    keys = b.op("Add", [rows, b.op("Cast", [contract.INPUT_SEED], to=_UINT64)])
+    keys = b.op("Unsqueeze", [keys, b.const([0, 2], i64)])  # [1, batch, 1]
+    z = b.op("Add", [spread, keys])  # [steps, batch, H]
+    for shift, mul in ((30, MIX1), (27, MIX2), (31, None)):
+        z = b.op("BitwiseXor", [z, b.op("BitShift", [z, b.const(shift, u64)], direction="RIGHT")])
+        if mul is not None:
+            z = b.op("Mul", [z, b.const(mul, u64)])
+    z = b.op("Unsqueeze", [z, b.const([3], i64)])  # [steps, batch, H, 1]
+    parts = b.op("BitShift", [z, b.const([48, 32, 16, 0], u64)], direction="RIGHT")
+    parts = b.op("BitwiseAnd", [parts, b.const(0xFFFF, u64)])
+    parts = b.op("Cast", [parts], to=_INT64)  # [steps, batch, H, 4]
+    flat = b.op("Concat", [b.op("Shape", [parts], end=2), b.const([h * PARTS], i64)], axis=0)
+    parts = b.op("Reshape", [parts, flat])
+    if h * PARTS != vocab:
+        parts = b.op("Slice", [parts, b.const([0], i64), b.const([vocab], i64), b.const([2], i64)])
+    gumbel = b.op("Gather", [_gumbel_table(b), parts], axis=0)
+    return b.op("Mul", [gumbel, contract.INPUT_TEMPERATURE])
+
+
+def _gumbel_table(b: _Builder) -> str:
+    """runtime.randomness' TABLE, computed from constants (onnxruntime folds it at load)."""
+    m = b.op(
+        "Cast",
+        [b.op("Range", [b.const(0, np.int64), b.const(1 << 16, np.int64), b.const(1, np.int64)])],
+        to=_DOUBLE,
+    )
+    u = b.op(
+        "Div",
+        [
+            b.op("Add", [b.op("Mul", [m, b.const(2.0, np.float64)]), b.const(1.0, np.float64)]),
+            b.const(2.0**17, np.float64),
+        ],
+    )
+    gumbel = b.op("Neg", [b.op("Log", [b.op("Neg", [b.op("Log", [u])])])])
+    return b.op("Cast", [gumbel], to=_FLOAT)
+
+
+def _loop_graph(
+    step_nodes: list,
+    vocab: int,
+    kind: str,
+    noise: str | None,
+    filters: dict[str, str] | None = None,
+) -> onnx.GraphProto:
+    """A branch graph holding one Loop over ``steps`` with the ``kind`` body."""
+    b = _Builder(f"{_P}{kind}/")
+    body = _body(step_nodes, vocab, kind, noise, filters)
+    outs = [b.name("ids_scan"), b.name("state"), b.name("sums_scan")]
+    last_ids = b.name("last_ids")
+    b.nodes.append(
+        helper.make_node(
+            "Loop",
+            [contract.INPUT_STEPS, "", contract.INPUT_IDS, contract.INPUT_STATE],
+            [last_ids, outs[1], outs[0], outs[2]],
+            name=b.name("Loop"),
+            body=body,
+        )
+    )
+    return b.graph(
+        f"gen_{kind}", [], [_info(n, t, None) for n, t in zip(outs, _LOOP_TYPES, strict=False)]
+    )
+
+
+def _body(
+    step_nodes: list,
+    vocab: int,
+    kind: str,
+    noise: str | None,
+    filters: dict[str, str] | None,
+) -> onnx.GraphProto:
+    """One character: the step graph's nodes on (cur, st), then the pick."""
+    b = _Builder(f"{_P}{kind}/body/")
+    i, cond, cur, st = (b.name(n) for n in ("i", "cond", "cur", "st"))
+    renamed = {contract.INPUT_IDS: cur, contract.INPUT_STATE: st}
+    for node in step_nodes:
+        for name in node.output:
+            if name:
+                renamed[name] = b.prefix + "step/" + name
+    for index, node in enumerate(step_nodes):
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.name = f"{b.prefix}step/{index}/{node.name}"
+        copy.input[:] = [renamed.get(n, n) for n in node.input]
+        copy.output[:] = [renamed.get(n, n) for n in node.output]
+        b.nodes.append(copy)
+    logits = renamed[contract.OUTPUT_LOGITS]
+    state_out = renamed[contract.OUTPUT_STATE]
+    axis1 = b.const([1], np.int64)
+    sums = b.op("ReduceSum", [logits, axis1], keepdims=0)
+    if kind == "greedy":
+        score = logits
+    else:
+        if kind == "filtered":
+            logits = _filter(b, logits, vocab, filters or {})
+        score = b.op("Add", [logits, b.op("Gather", [noise, i], axis=0)])
+    nxt = b.op("ArgMax", [score], axis=1, keepdims=1)  # [batch, 1], the first of equal maxima
+    cond_out, nxt_scan = b.name("cond_out"), b.name("ids")
+    b.nodes.append(helper.make_node("Identity", [cond], [cond_out], name=cond_out + "_id"))
+    b.nodes.append(helper.make_node("Identity", [nxt], [nxt_scan], name=nxt_scan + "_id"))
+    return b.graph(
+        f"gen_{kind}_body",
+        [
+            _info(i, _INT64, []),
+            _info(cond, _BOOL, []),
+            _info(cur, _INT64, None),
+            _info(st, _FLOAT, None),
+        ],
+        [
+            _info(cond_out, _BOOL, []),
+            _info(nxt, _INT64, None),
+            _info(state_out, _FLOAT, None),
+            _info(nxt_scan, _INT64, None),
+            _info(sums, _FLOAT, None),
+        ],
+    )
+
+
+def _filter(b: _Builder, logits: str, vocab: int, filters: dict[str, str]) -> str:
+    """runtime.sampler's rules 2 (top-k) and 3 (top-p, float64) on [batch, vocab] logits."""
+    axis1 = b.const([1], np.int64)
+    minus_inf = b.const(-np.inf, np.float32)
+    values = b.op("TopK", [logits, filters["k"]], n_out=2, axis=1, largest=1, sorted=1)[0]
+    kth = b.op("ReduceMin", [values, axis1], keepdims=1)
+    logits = b.op("Where", [b.op("Less", [logits, kth]), minus_inf, logits])
+    d = b.op("Cast", [logits], to=_DOUBLE)
+    shifted = b.op("Sub", [d, b.op("ReduceMax", [d, axis1], keepdims=1)])
+    w = b.op("Exp", [b.op("Div", [shifted, filters["t64"]])])
+    s = b.op("TopK", [w, b.const([vocab], np.int64)], n_out=2, axis=1, largest=1, sorted=1)[0]
+    c = b.op("CumSum", [s, b.const(1, np.int64)])
+    total = b.op("Gather", [c, b.const([vocab - 1], np.int64)], axis=1)  # [batch, 1]
+    keep = b.op("Less", [b.op("Sub", [c, s]), b.op("Mul", [filters["p64"], total])])
+    count = b.op("ReduceSum", [b.op("Cast", [keep], to=_INT64), axis1], keepdims=1)
+    smallest = b.op("GatherElements", [s, b.op("Sub", [count, b.const(1, np.int64)])], axis=1)
+    return b.op("Where", [b.op("GreaterOrEqual", [w, smallest]), logits, minus_inf])
