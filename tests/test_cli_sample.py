@@ -128,10 +128,17 @@ def test_a_failed_sample_leaves_an_existing_output_untouched(tmp_path, small_mod
         (["-n", "2", "--length", "1000000000000"], ["2 samples x 1,000,000,000,000 characters"]),
         (["-n", "1000000"], ["--num-samples 1,000,000 is more than one batch", "at most"]),
         (["--temperature", "-1"], ["temperature must be a finite number >= 0"]),
+        (["--temperature", "inf"], ["temperature must be a finite number >= 0"]),
+        (["--temperature", "nan"], ["temperature must be a finite number >= 0"]),
+        (["--temperature", "1e31"], ["at most 1e+30"]),
         (["--top-k", "0"], ["top-k must be at least 1"]),
+        (["--top-k", "-2"], ["top-k must be at least 1, got -2"]),
         (["--top-p", "0"], ["top-p must be in (0, 1]"]),
         (["--top-p", "1.5"], ["top-p must be in (0, 1]"]),
         (["--seed", "-3"], ["seed must be a whole number >= 0"]),
+        (["--seed", str(1 << 63)], ["below 2**63"]),
+        (["--engine", "gpu"], ["--engine must be 'auto', 'graph' or 'host', got 'gpu'"]),
+        (["--engine", "graph", "--mode", "window"], ["--mode window runs on the host loop"]),
         (["--mode", "loop"], ["mode must be 'stateful' or 'window'"]),
         (["--unknown", "drop"], ["unknown must be 'error' or 'skip'"]),
         (["--device", "tpu"], ["device must be one of auto, cpu, cuda"]),
@@ -275,3 +282,15 @@ def test_the_installed_console_script(tmp_path, small_model):
     # onnxruntime's own log lines never reach the terminal.
     proc = _run([str(script), "sample", str(small_model), "--prime", "ab", "-l", "0"], tmp_path)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "ab\n", "")
+
+
+@pytest.mark.parametrize("engine", ["graph", "host"])
+def test_sample_reports_the_engine_and_both_write_the_same(small_model, engine):
+    args = ["sample", str(small_model), "--prime", "The ", "-l", "300", "--seed", "5", "-t", "0.7"]
+    result = runner.invoke(app, [*args, "--engine", engine, "--verbose"])
+    assert result.exit_code == 0, result.output
+    assert f"{engine} engine; seed 5" in result.stderr
+    other = "host" if engine == "graph" else "graph"
+    assert result.stdout == runner.invoke(app, [*args, "--engine", other]).stdout
+    document = json.loads(runner.invoke(app, [*args, "--engine", engine, "--json"]).stdout)
+    assert document["engine"] == engine and document["settings"]["engine"] == engine

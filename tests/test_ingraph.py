@@ -196,3 +196,14 @@ def test_a_huge_length_streams_in_bounded_chunks(gen, monkeypatch):
     taken = [next(stream) for _ in range(20000)]
     assert len(taken) == 20000 and max(sizes) <= ingraph.CHUNK_VALUES // len(DEFAULT_VOCAB)
     assert sizes[0] == ingraph.FIRST_CHUNK  # the first character after one short call
+
+
+def test_a_batch_mismatch_fed_to_the_raw_graph_is_refused(small_model):
+    session = ort.InferenceSession(str(small_model), providers=["CPUExecutionProvider"])
+    feeds = {
+        "ids": np.zeros((2, 1), np.int64),
+        "state": np.zeros((3, 16), np.float32),
+        "steps": np.array(5, np.int64),
+    }
+    with pytest.raises(Exception, match="(?i)dimension|shape|batch"):
+        session.run(["generated"], feeds)
