@@ -78,6 +78,7 @@ def set_metadata(
     opset: int,
     *,
     generator: bool = True,
+    weights: str = "fp32",
 ) -> dict:
     """Write the contract's metadata_props (tf2onnx has no API for custom metadata);
     ``generator``: the file carries gru-edge/2's in-graph generator."""
@@ -106,6 +107,7 @@ def set_metadata(
         "tf_keras_version": keras.__version__,
         "tf2onnx_version": tf2onnx.__version__,
         "opset": opset,
+        "weights": {"fp32": "float32", "fp16": "float16"}[weights],
         "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     }
     stored = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}

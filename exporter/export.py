@@ -14,18 +14,22 @@ import numpy as np
 from gru_edge.exporter.convert import convert, set_metadata, supported_opsets
 from gru_edge.exporter.generator_graph import MIN_OPSET as GENERATOR_OPSET
 from gru_edge.exporter.generator_graph import add_generator
+from gru_edge.exporter.mobile import ort_paths, write_ort
+from gru_edge.exporter.precision import FP16_ATOL, WEIGHTS, store_float16
 from gru_edge.exporter.validate import Comparison, TextComparison, validate, validate_generator
-from gru_edge.runtime.errors import GruEdgeError
+from gru_edge.runtime.errors import ExportValidationError, GruEdgeError
 from gru_edge.runtime.files import atomic_path
 from gru_edge.runtime.ingraph import GraphEngine
 from gru_edge.runtime.loader import LoadedModel, load_model
 from gru_edge.runtime.ortstep import OrtStep
+from gru_edge.runtime.sampler import SamplingSettings
 from gru_edge.trainer.keras_files import load_best_model
 from gru_edge.trainer.model import build_stepper, step_function
 from gru_edge.trainer.rundir import Run, load_run
 from gru_edge.trainer.tf_env import load_tf
 
 MIN_ROLLOUT, MAX_ROLLOUT = 200, 500
+DEFAULT_ATOL = 1e-5  # float32 weights, against Keras
 
 
 class ExportError(GruEdgeError):
@@ -46,15 +50,27 @@ def export_run(
     out: Path | str,
     *,
     opset: int = 18,
-    atol: float = 1e-5,
+    atol: float | None = None,
     force: bool = False,
+    weights: str = "fp32",
+    ort_format: bool = False,
     log: Callable[[str], None] = print,
 ) -> ExportReport:
     """Convert, check, validate against Keras, then write ``out`` atomically.
 
     ``out`` names a file; a string ending in a path separator names a folder and is refused.
+    ``weights`` "fp16" stores the weights as float16 (validated within FP16_ATOL unless
+    ``atol`` says otherwise); ``ort_format`` also writes the ORT-format twin and its operator
+    config beside ``out`` (exporter.mobile), checked against the .onnx file.
     """
+    if weights not in WEIGHTS:
+        raise ExportError(f"--weights must be fp32 or fp16, got {weights!r}")
+    if atol is None:
+        atol = FP16_ATOL if weights == "fp16" else DEFAULT_ATOL
     run_dir, out = Path(run_dir), _check_out(out, force)
+    if ort_format:
+        for path in ort_paths(out):
+            _check_out(path, force)
     if not (atol >= 0):
         raise ExportError(f"--atol must be >= 0, got {atol}; try 1e-5")
     run = load_run(run_dir)
@@ -72,6 +88,8 @@ def export_run(
     state_width = int(stepper.inputs[1].shape[-1])  # layers x units
     log(f"converting {run.model_path} with tf2onnx (opset {opset})")
     model_proto = convert(stepper, opset)
+    if weights == "fp16":
+        log(f"storing {store_float16(model_proto)} weight tensors as float16")
     generator = opset >= GENERATOR_OPSET
     if generator:
         add_generator(model_proto, len(run.vocab), state_width)
@@ -80,7 +98,9 @@ def export_run(
             f"note: opset {opset} has no BitwiseXor, which the in-graph generator needs (opset "
             f"{GENERATOR_OPSET}+): writing a gru-edge/1 file, sampled by the host loop only"
         )
-    metadata = set_metadata(model_proto, run.info, run.vocab, opset, generator=generator)
+    metadata = set_metadata(
+        model_proto, run.info, run.vocab, opset, generator=generator, weights=weights
+    )
     _check_proto(model_proto)
     payload = model_proto.SerializeToString()
 
@@ -109,9 +129,24 @@ def export_run(
                 atol=atol,
             )
             if generator:
-                comparisons += _validate_generator(loaded, stepper, probe_ids, state_width)
+                comparisons += _validate_generator(
+                    loaded, stepper, probe_ids, state_width, keras_greedy=weights == "fp32"
+                )
             for comparison in comparisons:
                 log(comparison.line())
+            if ort_format:
+                ort_path, config_path = ort_paths(out)
+                checks: list[Comparison | TextComparison] = []
+                size = write_ort(
+                    payload,
+                    ort_path,
+                    config_path,
+                    lambda path: checks.extend(_check_ort(path, loaded, probe_ids, generator)),
+                )
+                for comparison in checks:
+                    log(comparison.line())
+                comparisons += checks
+                log(f"wrote {ort_path} ({size:,} bytes) and {config_path.name}")
     except OSError as exc:
         raise ExportError(f"cannot write --out {out}: {exc.strerror}") from None
     ops = [node.op_type for node in model_proto.graph.node]
@@ -120,20 +155,81 @@ def export_run(
     return ExportReport(out, len(payload), ops, comparisons, metadata)
 
 
-def _validate_generator(
-    loaded: LoadedModel, stepper: Any, probe_ids: np.ndarray, state_width: int
-) -> list[TextComparison]:
-    """The written file's generator against Keras (greedy) and its own host loop (sampled),
-    from the first 20 held-out characters."""
-    engine = GraphEngine(loaded.session, batch=1, vocab_size=len(loaded.vocab), width=state_width)
+def _graph_generate(loaded: LoadedModel) -> Callable[..., np.ndarray]:
+    """``generate(prime, length, settings, seed)`` -> ids [1, length] from the file's generator."""
+    engine = GraphEngine(
+        loaded.session, batch=1, vocab_size=len(loaded.vocab), width=loaded.state_width
+    )
 
     def generate(prime, length, settings, seed):
         return np.concatenate(list(engine.generate(prime, length, settings, seed)), axis=1)
 
+    return generate
+
+
+def _validate_generator(
+    loaded: LoadedModel,
+    stepper: Any,
+    probe_ids: np.ndarray,
+    state_width: int,
+    *,
+    keras_greedy: bool,
+) -> list[TextComparison]:
+    """The written file's generator against Keras (greedy; for float16 weights, whose rounding
+    may break a near tie, against its own host loop instead) and its own host loop (sampled),
+    from the first 20 held-out characters."""
     host = OrtStep(loaded.session, batch=1, units=state_width, vocab_size=len(loaded.vocab))
     return validate_generator(
-        generate, step_function(stepper), host, prime_ids=probe_ids[:20], units=state_width
+        _graph_generate(loaded),
+        step_function(stepper) if keras_greedy else host,
+        host,
+        prime_ids=probe_ids[:20],
+        units=state_width,
+        greedy_reference="keras" if keras_greedy else "host",
     )
+
+
+def _check_ort(
+    path: Path, onnx_model: LoadedModel, probe_ids: np.ndarray, generator: bool
+) -> list[Comparison | TextComparison]:
+    """The .ort file, opened by the runtime's loader, against the .onnx file: the same logits
+    and states for the held-out rollout, and the same generated text; raise on a mismatch."""
+    ort_model = load_model(path, device="cpu")
+    width, vocab = onnx_model.state_width, len(onnx_model.vocab)
+    steps = [
+        OrtStep(m.session, batch=1, units=width, vocab_size=vocab) for m in (onnx_model, ort_model)
+    ]
+    states = [np.zeros((1, width), np.float32)] * 2
+    logit_diff = state_diff = 0.0
+    for token in probe_ids:
+        ids = np.array([[token]], np.int64)
+        (la, sa), (lb, sb) = (step(ids, state) for step, state in zip(steps, states, strict=True))
+        logit_diff = max(logit_diff, float(np.abs(la - lb).max()))
+        states = [np.array(sa), np.array(sb)]
+        state_diff = max(state_diff, float(np.abs(states[0] - states[1]).max()))
+    results: list[Comparison | TextComparison] = [
+        Comparison(f".ort rollout logits vs .onnx ({len(probe_ids)} steps)", logit_diff, 0.0),
+        Comparison(f".ort rollout state_out vs .onnx ({len(probe_ids)} steps)", state_diff, 0.0),
+    ]
+    if generator:
+        settings = SamplingSettings(temperature=1.0)
+        expected = _graph_generate(onnx_model)(probe_ids[:20], 500, settings, 0)[0]
+        got = _graph_generate(ort_model)(probe_ids[:20], 500, settings, 0)[0]
+        differs = np.flatnonzero(got != expected)
+        results.append(
+            TextComparison(
+                ".ort, sampled, temperature 1.0 vs .onnx",
+                500,
+                int(differs[0]) if len(differs) else None,
+            )
+        )
+    failures = [r for r in results if not r.ok]
+    if failures:
+        raise ExportValidationError(
+            "the .ort file does not compute what the .onnx file does, nothing written: "
+            + "; ".join(r.line().lstrip("- ") for r in failures)
+        )
+    return results
 
 
 def _probe_ids(run: Run) -> np.ndarray:

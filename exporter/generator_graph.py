@@ -108,7 +108,7 @@ def add_generator(model: onnx.ModelProto, vocab_size: int, state_width: int) -> 
     top = _Builder(_P)
     has_steps = top.op("Greater", [contract.INPUT_STEPS, top.const(0, np.int64)])
     outputs = [contract.OUTPUT_GENERATED, contract.OUTPUT_GEN_STATE, contract.OUTPUT_LOGIT_SUMS]
-    run = _run_branch(step_nodes, vocab_size, state_width)
+    run = _run_branch(_per_step(step_nodes, graph), vocab_size, state_width)
     none = _none_branch()
     top.nodes.append(
         helper.make_node(
@@ -127,6 +127,19 @@ def add_generator(model: onnx.ModelProto, vocab_size: int, state_width: int) -> 
     opset = next(o for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if opset.version < MIN_OPSET:
         raise ValueError(f"the generator needs opset {MIN_OPSET} or newer, got {opset.version}")
+
+
+def _per_step(step_nodes: list, graph: onnx.GraphProto) -> list:
+    """The step's nodes the Loop body repeats: all but those computed from initializers alone
+    (a float16 weight's Cast), whose outputs the body reads from the outer graph instead."""
+    constant = {t.name for t in graph.initializer}
+    repeated = []
+    for node in step_nodes:
+        if all(name in constant for name in node.input if name):
+            constant.update(node.output)
+        else:
+            repeated.append(node)
+    return repeated
 
 
 def _branch_outputs(b: _Builder, generated: str, state: str, sums: str) -> list:

@@ -41,6 +41,7 @@ class Row:
 class BenchReport:
     model: str
     provider: str
+    file_size: int
     threads: int | None
     repeats: int
     rows: list[Row] = field(default_factory=list)
@@ -73,7 +74,12 @@ def run_bench(
         generator = Generator.load(model_path, device=device, threads=threads)
         loads.append(time.perf_counter() - started)
     report = BenchReport(
-        str(model_path), generator.provider, threads, repeats, load_s=statistics.median(loads)
+        str(model_path),
+        generator.provider,
+        generator.model.file_size,
+        threads,
+        repeats,
+        load_s=statistics.median(loads),
     )
     if run_dir is not None:
         try:
@@ -246,7 +252,8 @@ def _fresh_process(
 def format_report(report: BenchReport) -> str:
     """A Markdown table plus the start-up and memory figures."""
     lines = [
-        f"model {report.model}, provider {report.provider}, intra-op threads "
+        f"model {report.model} ({report.file_size:,} bytes), provider {report.provider}, "
+        "intra-op threads "
         f"{report.threads or 'default'}, medians of {report.repeats}",
         "",
         "| mode | chars/s | ratio to first row |",
@@ -266,4 +273,23 @@ def format_report(report: BenchReport) -> str:
     if report.sampler_peak_rss_mb is not None:
         lines.append(f"- `gru-edge sample` peak RSS: {report.sampler_peak_rss_mb:.0f} MB")
     lines += [f"- note: {note}" for note in report.notes]
+    return "\n".join(lines)
+
+
+def format_comparison(reports: list[BenchReport]) -> str:
+    """The models side by side: file size, then chars/s of every row they share."""
+    names = [Path(r.model).name for r in reports]
+    lines = [
+        "side by side (each measured in its own pass above)",
+        "",
+        "| | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(reports),
+        "| file size, bytes | " + " | ".join(f"{r.file_size:,}" for r in reports) + " |",
+    ]
+    rates = [{row.name: row.chars_per_s for row in r.rows} for r in reports]
+    for row in reports[0].rows:
+        if all(row.name in rate for rate in rates):
+            lines.append(
+                f"| {row.name} | " + " | ".join(f"{rate[row.name]:,.0f}" for rate in rates) + " |"
+            )
     return "\n".join(lines)

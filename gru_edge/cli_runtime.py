@@ -199,7 +199,13 @@ def info(
 
 
 def bench(
-    model: Annotated[Path, typer.Argument(help="The .onnx file to measure.")],
+    models: Annotated[
+        list[Path],
+        typer.Argument(
+            help="The .onnx (or .ort) file to measure; several (say fp32 and fp16 exports of "
+            "one run) are measured one after the other and compared side by side."
+        ),
+    ],
     run_dir: Annotated[
         Path | None,
         typer.Option(help="Its run directory: adds the notebook's Keras loop (needs [train])."),
@@ -214,14 +220,21 @@ def bench(
     def action():
         from gru_edge.bench import run_bench
 
-        return run_bench(model, run_dir, device=device, threads=threads, repeats=repeats, log=err)
+        return [
+            run_bench(model, run_dir, device=device, threads=threads, repeats=repeats, log=err)
+            for model in models
+        ]
 
-    report = call(action)
+    reports = call(action)
     if as_json:
         import json
 
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        documents = [report.to_dict() for report in reports]
+        typer.echo(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
     else:
-        from gru_edge.bench import format_report
+        from gru_edge.bench import format_comparison, format_report
 
-        typer.echo(format_report(report))
+        texts = [format_report(report) for report in reports]
+        if len(reports) > 1:
+            texts.append(format_comparison(reports))
+        typer.echo("\n\n".join(texts))

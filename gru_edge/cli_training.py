@@ -173,9 +173,29 @@ def export(
         ),
     ] = 18,
     atol: Annotated[
-        float, typer.Option(help="Largest allowed |Keras - ONNX| on probabilities and states.")
-    ] = 1e-5,
-    force: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
+        float | None,
+        typer.Option(
+            help="Largest allowed |Keras - ONNX| on probabilities and states.",
+            show_default="1e-5; 5e-3 with --weights fp16",
+        ),
+    ] = None,
+    weights: Annotated[
+        str,
+        typer.Option(
+            metavar="[fp32|fp16]",
+            help="fp16: store the weights as float16, half the file; inputs, outputs and "
+            "arithmetic stay float32.",
+        ),
+    ] = "fp32",
+    ort: Annotated[
+        bool,
+        typer.Option(
+            "--ort",
+            help="Also write the ORT-format file (.ort) and the operator config for "
+            "onnxruntime's minimal mobile builds, checked against the .onnx.",
+        ),
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Convert a run's best model to one self-contained ONNX file, validated against Keras."""
@@ -189,6 +209,8 @@ def export(
             opset=opset,
             atol=atol,
             force=force,
+            weights=weights,
+            ort_format=ort,
             log=(lambda _m: None) if quiet else typer.echo,
         )
 

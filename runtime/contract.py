@@ -71,6 +71,7 @@ METADATA_KEYS = (
     "tf_keras_version",
     "tf2onnx_version",
     "opset",
+    "weights",  # how the weights are stored: float32, or float16 (computed in float32)
     "created",  # UTC, ISO 8601
     META_VOCABULARY,
 )

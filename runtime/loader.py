@@ -36,6 +36,7 @@ from gru_edge.runtime.errors import (
     shown,
 )
 from gru_edge.runtime.onnx_proto import ProtoError, ProtoFacts, inspect_model
+from gru_edge.runtime.ort_format import inspect_ort_model, is_ort_format
 from gru_edge.runtime.providers import (
     CPU,
     CUDA,
@@ -208,13 +209,16 @@ def quiet_onnxruntime() -> None:
 
 
 def _inspect(data: bytes, path: Path) -> ProtoFacts:
-    """The file's facts from its protobuf; refuse what is not ONNX, has external data, or
-    imports no ai.onnx opset or one older than onnxruntime supports."""
+    """The file's facts from its protobuf (or its FlatBuffers, for the ORT format); refuse what
+    is not a model, has external data, or imports no ai.onnx opset or one older than
+    onnxruntime supports."""
+    ort_format = is_ort_format(data)
     try:
-        facts = inspect_model(data)
+        facts = inspect_ort_model(data) if ort_format else inspect_model(data)
     except ProtoError as exc:
+        kind = "an ORT-format model" if ort_format else "an ONNX model"
         raise ModelFileError(
-            f"{path} is not an ONNX model (truncated or corrupt: {exc}); {REEXPORT}"
+            f"{path} is not {kind} (truncated or corrupt: {exc}); {REEXPORT}"
         ) from None
     if facts.external_tensors:
         # Names come from the file: quoted and cut, so none can break the one-line message.

@@ -245,3 +245,97 @@ def test_a_vocabulary_of_thousands_exports_small_validates_and_samples(tmp_path_
     assert len(gen.vocab) == 3000
     graph = gen.generate("一", 200, seed=4)
     assert graph == gen.generate("一", 200, seed=4, engine="host") and len(graph) == 200
+
+
+def test_fp16_weights_halve_the_file_and_sample_the_same_on_both_engines(tmp_path, trained_run):
+    full, half = tmp_path / "m32.onnx", tmp_path / "m16.onnx"
+    assert runner.invoke(app, ["export", str(trained_run), "--out", str(full)]).exit_code == 0
+    result = runner.invoke(
+        app, ["export", str(trained_run), "--out", str(half), "--weights", "fp16"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "storing 6 weight tensors as float16" in result.stdout
+    assert "(atol 0.005) ok" in result.stdout and "greedy vs host loop" in result.stdout
+    # The weights take half the bytes (on this tiny model the metadata is most of the file; on
+    # the quickstart's GRU(128) the whole file is 54% of the float32 one, see README).
+    import onnx
+
+    weights = sum(
+        t.ByteSize()
+        for t in onnx.load(str(full)).graph.initializer
+        if t.data_type == onnx.TensorProto.FLOAT and len(t.float_data) + len(t.raw_data) >= 64
+    )
+    saved = full.stat().st_size - half.stat().st_size
+    assert 0.45 * weights <= saved <= 0.55 * weights
+    info = json.loads(runner.invoke(app, ["info", str(half), "--json"]).stdout)
+    assert info["metadata"]["weights"] == "float16"
+    assert (
+        json.loads(runner.invoke(app, ["info", str(full), "--json"]).stdout)["metadata"]["weights"]
+        == "float32"
+    )
+    args = ["--length", "300", "--seed", "3", "-t", "0.8"]
+    graph = runner.invoke(app, ["sample", str(half), *args, "--engine", "graph"]).stdout
+    assert graph == runner.invoke(app, ["sample", str(half), *args, "--engine", "host"]).stdout
+
+
+def test_weights_beyond_float16_are_a_one_line_error(tmp_path, trained_run, monkeypatch):
+    import gru_edge.exporter.export as export_module
+    from gru_edge.trainer.model import build_stepper
+
+    def huge(model):
+        stepper = build_stepper(model)
+        layer = stepper.get_layer("logits")
+        kernel, bias = layer.get_weights()
+        kernel[0, 0] = 1e6
+        layer.set_weights([kernel, bias])
+        return stepper
+
+    monkeypatch.setattr(export_module, "build_stepper", huge)
+    out = tmp_path / "m.onnx"
+    result = runner.invoke(
+        app, ["export", str(trained_run), "--out", str(out), "--weights", "fp16"]
+    )
+    assert_one_line_error(result, "beyond float16's range", "--weights fp32")
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_ort_format_twin_and_operator_config(tmp_path, trained_run):
+    out = tmp_path / "m.onnx"
+    result = runner.invoke(app, ["export", str(trained_run), "--out", str(out), "--ort"])
+    assert result.exit_code == 0, result.output
+    ort_file, config = tmp_path / "m.ort", tmp_path / "m.required_operators.config"
+    assert ort_file.read_bytes()[4:8] == b"ORTM"
+    assert ".ort rollout logits vs .onnx (500 steps): max diff = 0 " in result.stdout
+    assert "generator, .ort, sampled, temperature 1.0 vs .onnx: 500 characters identical" in (
+        result.stdout
+    )
+    ops = config.read_text(encoding="utf-8")
+    assert "GRU" in ops and "Loop" in ops and "BitwiseXor" in ops and ".tmp" not in ops
+    args = ["--prime", "The ", "--length", "200", "--seed", "9", "-t", "0.7", "--top-k", "8"]
+    expected = runner.invoke(app, ["sample", str(out), *args]).stdout
+    for engine in ("graph", "host"):
+        sampled = runner.invoke(app, ["sample", str(ort_file), *args, "--engine", engine])
+        assert sampled.exit_code == 0 and sampled.stdout == expected
+    info = json.loads(runner.invoke(app, ["info", str(ort_file), "--json"]).stdout)
+    assert info["generator"] and info["metadata"]["format"] == "gru-edge/2"
+    assert (
+        info["metadata"]["vocabulary"] if "vocabulary" in info["metadata"] else info["vocabulary"]
+    )
+    # Not replaced without --force, and a broken .ort is one line.
+    again = runner.invoke(app, ["export", str(trained_run), "--out", str(out), "--ort", "--force"])
+    assert again.exit_code == 0
+    other = tmp_path / "n.onnx"
+    (tmp_path / "n.ort").write_bytes(b"keep")
+    refused = runner.invoke(app, ["export", str(trained_run), "--out", str(other), "--ort"])
+    assert_one_line_error(refused, "n.ort already exists", "--force")
+    assert (tmp_path / "n.ort").read_bytes() == b"keep" and not other.exists()
+    (tmp_path / "cut.ort").write_bytes(ort_file.read_bytes()[:4000])
+    broken = runner.invoke(app, ["sample", str(tmp_path / "cut.ort")])
+    assert_one_line_error(broken, "cut.ort is not an ORT-format model")
+
+
+def test_bad_weights_value(tmp_path, trained_run):
+    result = runner.invoke(
+        app, ["export", str(trained_run), "--out", str(tmp_path / "m.onnx"), "--weights", "int8"]
+    )
+    assert_one_line_error(result, "--weights must be fp32 or fp16, got 'int8'")

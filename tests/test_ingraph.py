@@ -207,3 +207,17 @@ def test_a_batch_mismatch_fed_to_the_raw_graph_is_refused(small_model):
     }
     with pytest.raises(Exception, match="(?i)dimension|shape|batch"):
         session.run(["generated"], feeds)
+
+
+def test_the_readmes_text_vectors(gen128):
+    import json
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r'^\| (\d+) \| (\{.*?\}) \| (".*") \|$', readme, re.M)
+    assert len(rows) == 3, "the README's text-vector table is missing"
+    for seed, settings, text in rows:
+        for engine in ("graph", "host"):
+            got = gen128.generate(None, 40, seed=int(seed), engine=engine, **json.loads(settings))
+            assert got == json.loads(text), (seed, engine)
