@@ -168,7 +168,8 @@ def test_a_worker_whose_cluster_never_forms_stops(tmp_path, tiny_corpus):
     args = [GRU_EDGE, "train", str(tiny_corpus), "--out", str(tmp_path / "run")]
     args += ["--strategy", "multi-worker", "--worker-timeout", "3"]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    # Ended by the watchdog (SIGKILL): the wait for a peer never seen cannot be interrupted.
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1 and "not every worker in TF_CONFIG joined within 3 s" in errors[0]
     assert not (tmp_path / "run").exists()  # a non-chief never touches --out
@@ -227,7 +228,7 @@ def test_a_garbled_tf_config_is_refused(raw):
         ),
         (
             ["--strategy", "multi-worker", "--batch-size", "512", "--seq-len", "20"],
-            {"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}},
+            {"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 0}},
             ["whole batches only", "fewer than --batch-size 512"],
         ),
     ],

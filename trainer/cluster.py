@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,15 +89,35 @@ def make_strategy(tf: Any, timeout: float) -> Any:
     extended._check_health_interval = max(1, min(30, int(timeout) // 4))
     extended._check_health_timeout = max(1, min(10, int(timeout) // 4))
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+    message = (
+        f"not every worker in TF_CONFIG joined within {timeout:g} s; start the same "
+        "gru-edge train on every machine of the cluster, or raise --worker-timeout"
+    )
+    # The barrier's own timeout does not cover the wait for a peer that never connects, and
+    # that wait holds the interpreter (a Python thread never runs): a watchdog process ends this
+    # one then, after writing the CLI's one-line error.
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(timeout + 5), str(os.getpid()), message],
+        stdin=subprocess.DEVNULL,
+    )
     try:
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     except RuntimeError as exc:
         if "Timeout waiting for the cluster" not in str(exc):
             raise
-        raise ClusterError(
-            f"not every worker in TF_CONFIG joined within {timeout:g} s; start the same "
-            "gru-edge train on every machine of the cluster, or raise --worker-timeout"
-        ) from None
+        raise ClusterError(message) from None
+    finally:
+        watchdog.kill()
+        watchdog.wait()
+
+
+_WATCHDOG = """
+import os, signal, sys, time
+time.sleep(float(sys.argv[1]))
+sys.stderr.write("Error: " + sys.argv[3] + chr(10))
+sys.stderr.flush()
+os.kill(int(sys.argv[2]), signal.SIGKILL)
+"""
 
 
 @contextmanager

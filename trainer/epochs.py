@@ -73,6 +73,7 @@ class EpochRunner:
     # ``out`` (a non-chief's is a private temporary folder), so that every worker issues the same
     # collectives (model.save reads distributed variables) in the same order.
     sync: Sync | None = None
+    whole_batches: bool = False  # leave out each epoch's last, partial batch (trainer/data.py)
 
     def epoch(self, epoch: int, callbacks: list[Any], verbose: int) -> None:
         """Train one epoch, update the counters, save, and write samples."""
@@ -102,7 +103,7 @@ class EpochRunner:
             "seq_len": config.seq_len,
             "vocab_size": split.vocab_size,
             "batch_size": config.batch_size,
-            "whole_batches": self.sync is not None,
+            "whole_batches": self.whole_batches,
         }
         train_ds = make_dataset(
             split.train_ids,

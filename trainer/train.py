@@ -262,7 +262,9 @@ def _start(
     multi_worker = strategy is not None or (
         config.strategy == "multi-worker" and this_worker() is not None
     )
-    if multi_worker:
+    # More than one worker splits each batch between them: whole batches only (trainer/data.py).
+    whole = strategy is not None or (multi_worker and this_worker().workers > 1)
+    if whole:
         _check_whole_batches(split, config)  # before the cluster forms: a plain error
     sync = None
     if strategy is not None:
@@ -299,7 +301,7 @@ def _start(
     callbacks = [one_epoch_callback(keras)]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / rundir.TENSORBOARD)))
-    return EpochRunner(out, corpus, config, state, info, model, split, say, callbacks, sync)
+    return EpochRunner(out, corpus, config, state, info, model, split, say, callbacks, sync, whole)
 
 
 def _check_whole_batches(split: Split, config: TrainConfig) -> None:
