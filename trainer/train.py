@@ -91,14 +91,19 @@ def train(
     with training_lock(out):
         config, state, info = _claim(out, corpus, options, fresh, force, say)
         run = _start(out, corpus, config, state, info, resume, say, tensorboard, worker_timeout)
-        _epochs(run, callbacks, quiet, worker_timeout, f"{corpus_path} --out {out}")
+        again = f"gru-edge train {corpus_path} --out {out} --resume"
+        again += " on every worker" if run.sync else ""
+        _epochs(run, callbacks, quiet, worker_timeout, again)
     return TrainResult(out, state.epoch, state.best_epoch, state.best, state.history)
 
 
-def _epochs(run: EpochRunner, callbacks: list[Any] | None, quiet: bool, timeout: float, how: str):
-    """The epoch loop, from the state's epoch to the config's; ``how`` is the command's
-    corpus and --out, for the message after Ctrl-C."""
+def _epochs(
+    run: EpochRunner, callbacks: list[Any] | None, quiet: bool, timeout: float, again: str
+) -> None:
+    """The epoch loop, from the state's epoch to the config's; ``again`` is the command that
+    continues the run, for the message after Ctrl-C."""
     config, state = run.config, run.state
+    where = run.out if run.sync is None or run.sync.chief else "the chief's run directory"
     fit_callbacks = [*(callbacks or []), *run.callbacks]
     run.say(f"training on {run.corpus.path} ({run.split.describe()}), seed {config.seed}")
     # The progress bar with ETA on a terminal; in a log file, Keras' one line per epoch
@@ -112,8 +117,8 @@ def _epochs(run: EpochRunner, callbacks: list[Any] | None, quiet: bool, timeout:
                 run.epoch(epoch, fit_callbacks, verbose)
     except KeyboardInterrupt:
         raise TrainingInterrupted(
-            f"interrupted during epoch {state.epoch + 1}; {run.out} keeps the {state.epoch} "
-            f"completed epoch(s); continue with: gru-edge train {how} --resume"
+            f"interrupted during epoch {state.epoch + 1}; {where} keeps the {state.epoch} "
+            f"completed epoch(s); continue with: {again}"
         ) from None
 
 
@@ -151,7 +156,7 @@ def _follow(
         config = _chief_config(info, corpus, options, worker)
         say(f"{worker.task} of {worker.workers}: following the chief; its files go to {work}")
         run = _start(work, corpus, config, state, info, resume, say, False, timeout, strategy)
-        _epochs(run, callbacks, quiet, timeout, "... --resume on every worker")
+        _epochs(run, callbacks, quiet, timeout, "the same command plus --resume on every worker")
     return TrainResult(work, state.epoch, state.best_epoch, state.best, state.history, False)
 
 
