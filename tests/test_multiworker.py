@@ -26,7 +26,7 @@ GRU_EDGE = os.path.join(os.path.dirname(sys.executable), "gru-edge")
 # A tiny run: a few seconds an epoch per worker on a 2-core machine.
 TINY_ARGS = [
     "--units", "16", "--seq-len", "20", "--batch-size", "32", "--steps-per-epoch", "4",
-    "--validation-steps", "2", "--seed", "1", "--worker-timeout", "20", "--no-samples",
+    "--validation-steps", "2", "--seed", "1", "--worker-timeout", "20",
 ]  # fmt: skip
 runner = CliRunner()
 
@@ -89,6 +89,7 @@ def _history(run: Path) -> list[dict[str, str]]:
 @pytest.mark.train
 def test_two_workers_train_and_the_chiefs_run_exports_and_samples(tmp_path, tiny_corpus):
     out = tmp_path / "run"
+    # With the per-epoch samples: every worker writes them (only the chief's are kept).
     results = _finish(_start_cluster(tmp_path, tiny_corpus, out, "--epochs", "2"))
     for code, stderr in results:
         assert code == 0, stderr[-2000:]
@@ -100,8 +101,10 @@ def test_two_workers_train_and_the_chiefs_run_exports_and_samples(tmp_path, tiny
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(
         ["checkpoint-epoch002.keras", "config.json", "history.csv", "model.keras"]
-        + ["state.json", "vocab.json"]
+        + ["samples.txt", "state.json", "vocab.json"]
     )
+    samples = (out / "samples.txt").read_text(encoding="utf-8")
+    assert samples.count("----- epoch ") == 2 and samples.count("----- temperature ") == 8
     # The non-chief wrote into its own temporary folder and removed it; nothing else is left.
     assert list((tmp_path / "tmp").iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "tmp"]
@@ -123,7 +126,7 @@ def test_two_workers_train_and_the_chiefs_run_exports_and_samples(tmp_path, tiny
 @pytest.mark.train
 def test_a_lost_worker_stops_the_other_then_every_worker_resumes(tmp_path, tiny_corpus):
     out = tmp_path / "run"
-    chief, other = _start_cluster(tmp_path, tiny_corpus, out, "--epochs", "50")
+    chief, other = _start_cluster(tmp_path, tiny_corpus, out, "--epochs", "50", "--no-samples")
     try:
         deadline = time.monotonic() + 180
         while not (out / "state.json").exists():
@@ -146,7 +149,7 @@ def test_a_lost_worker_stops_the_other_then_every_worker_resumes(tmp_path, tiny_
     left = set((tmp_path / "tmp").iterdir())
     assert [p.name.startswith("gru-edge-worker-") for p in left].count(True) == 1
     # Every worker restarts with --resume, asking for one more epoch than the run has.
-    more = ["--epochs", str(done + 1), "--resume"]
+    more = ["--epochs", str(done + 1), "--resume", "--no-samples"]
     for code, stderr in _finish(_start_cluster(tmp_path, tiny_corpus, out, *more)):
         assert code == 0, stderr[-2000:]
     assert [int(row["epoch"]) for row in _history(out)] == list(range(1, done + 2))
