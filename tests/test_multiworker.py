@@ -43,9 +43,12 @@ def _free_ports(count: int) -> list[int]:
             probe.close()
 
 
-def _start_cluster(cwd: Path, corpus: Path, out: Path, *extra: str) -> list[subprocess.Popen]:
-    """Two `gru-edge train` workers with the same command; each its own TF_CONFIG. TMPDIR is
-    a folder of the test's, so that it can see the non-chief's temporary folder go."""
+def _start_cluster(
+    cwd: Path, corpus: Path, out: Path, *extra: str, other: tuple[str, ...] = ()
+) -> list[subprocess.Popen]:
+    """Two `gru-edge train` workers with the same command (worker 1 with ``other`` added); each
+    its own TF_CONFIG. TMPDIR is a folder of the test's, so that it can see the non-chief's
+    temporary folder go."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     (cwd / "tmp").mkdir(exist_ok=True)
     workers = []
@@ -55,7 +58,7 @@ def _start_cluster(cwd: Path, corpus: Path, out: Path, *extra: str) -> list[subp
         args = [GRU_EDGE, "train", str(corpus), "--out", str(out), "--strategy", "multi-worker"]
         workers.append(
             subprocess.Popen(
-                [*args, *TINY_ARGS, *extra],
+                [*args, *TINY_ARGS, *extra, *(other if index else ())],
                 env=env,
                 cwd=cwd,
                 stdout=subprocess.PIPE,
@@ -158,6 +161,22 @@ def test_a_lost_worker_stops_the_other_then_every_worker_resumes(tmp_path, tiny_
     assert (out / state["checkpoint"]).is_file()
     assert not (out / f"checkpoint-epoch{done:03d}.keras").exists()
     assert set((tmp_path / "tmp").iterdir()) == left
+
+
+@pytest.mark.train
+def test_a_worker_with_another_command_stops_and_so_does_the_chief(tmp_path, tiny_corpus):
+    out = tmp_path / "run"
+    workers = _start_cluster(tmp_path, tiny_corpus, out, "--no-samples", other=("--lr", "0.5"))
+    (chief_code, chief_err), (other_code, other_err) = _finish(workers, timeout=120)
+    assert other_code == 2 and "Traceback" not in other_err, other_err[-2000:]
+    errors = [line for line in other_err.splitlines() if line.startswith("Error: ")]
+    assert errors == [
+        "Error: worker 1: --lr 0.5 differs from the chief's 0.01; "
+        "give every worker the same gru-edge train command"
+    ]
+    assert chief_code == 1 and "Traceback" not in chief_err, chief_err[-2000:]
+    assert "Error: multi-worker training stopped: a worker is gone" in chief_err
+    assert not (out / "state.json").exists()
 
 
 @pytest.mark.train

@@ -280,29 +280,31 @@ def _start(
     else:
         strategy = _strategy(tf, config.strategy)
     info = info or initial_info(config, corpus)
-    if sync is not None and sync.chief:
-        with collective_errors(tf, timeout):
+    # Building the model broadcasts the chief's initial weights: a lost worker shows up here too.
+    errors = collective_errors(tf, timeout) if sync else contextlib.nullcontext()
+    with errors:
+        if sync is not None and sync.chief:
             _share(sync, out, info, state, resume)
-    keras.utils.set_random_seed(config.seed)
-    if not resume:
-        # config.json first: its format marker is what makes the folder provably a run.
-        rundir.write_json(out / rundir.CONFIG, info)
-        rundir.write_vocab(out, corpus.vocab)
-    with strategy.scope():
-        # The checkpoint brings the optimizer's slots; the learning rate is state.json's.
-        model = (
-            load_keras_model(
-                out / state.checkpoint,
-                "start the run over with --force instead of --resume",
-                compile=True,
-                units=config.units,
-                vocab_size=len(corpus.vocab),
-                layers=config.layers,
+        keras.utils.set_random_seed(config.seed)
+        if not resume:
+            # config.json first: its format marker is what makes the folder provably a run.
+            rundir.write_json(out / rundir.CONFIG, info)
+            rundir.write_vocab(out, corpus.vocab)
+        with strategy.scope():
+            # The checkpoint brings the optimizer's slots; the learning rate is state.json's.
+            model = (
+                load_keras_model(
+                    out / state.checkpoint,
+                    "start the run over with --force instead of --resume",
+                    compile=True,
+                    units=config.units,
+                    vocab_size=len(corpus.vocab),
+                    layers=config.layers,
+                )
+                if resume
+                else build_model(len(corpus.vocab), config)
             )
-            if resume
-            else build_model(len(corpus.vocab), config)
-        )
-    model.optimizer.learning_rate.assign(state.lr)
+        model.optimizer.learning_rate.assign(state.lr)
     callbacks = [one_epoch_callback(keras)]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / rundir.TENSORBOARD)))
