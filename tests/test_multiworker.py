@@ -164,6 +164,26 @@ def test_a_lost_worker_stops_the_other_then_every_worker_resumes(tmp_path, tiny_
 
 
 @pytest.mark.train
+def test_a_lost_chief_stops_the_other_worker(tmp_path, tiny_corpus):
+    out = tmp_path / "run"
+    chief, other = _start_cluster(tmp_path, tiny_corpus, out, "--epochs", "50", "--no-samples")
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "state.json").exists():
+            assert time.monotonic() < deadline and other.poll() is None, "no epoch completed"
+            time.sleep(0.2)
+        chief.send_signal(signal.SIGKILL)
+        _, stderr = other.communicate(timeout=90)
+    finally:
+        _finish([chief, other], timeout=5)
+    lines = [line for line in stderr.splitlines() if line.startswith("Error: ")]
+    assert other.returncode == 1 and "Traceback" not in stderr, stderr[-2000:]
+    assert len(lines) == 1 and "multi-worker training stopped" in lines[0], stderr[-2000:]
+    # The worker removed its temporary folder on the way out.
+    assert not [p for p in (tmp_path / "tmp").iterdir() if p.name.startswith("gru-edge-worker-")]
+
+
+@pytest.mark.train
 def test_a_worker_with_another_command_stops_and_so_does_the_chief(tmp_path, tiny_corpus):
     out = tmp_path / "run"
     workers = _start_cluster(tmp_path, tiny_corpus, out, "--no-samples", other=("--lr", "0.5"))
