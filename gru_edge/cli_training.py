@@ -14,6 +14,7 @@ import typer
 
 from gru_edge.cli_common import call
 from gru_edge.memory import peak_rss_mb
+from gru_edge.trainer.cluster import DEFAULT_WORKER_TIMEOUT
 from gru_edge.trainer.config import TrainOptions
 
 _TRAIN = "Training options (defaults: the original notebook's)"
@@ -118,6 +119,13 @@ def train(
     tensorboard: Annotated[
         bool, typer.Option(help="Also write TensorBoard logs to RUN_DIR/tensorboard.")
     ] = False,
+    worker_timeout: Annotated[
+        float,
+        typer.Option(
+            help="--strategy multi-worker: seconds a worker waits for the others (to join, "
+            "and in any one exchange) before it stops with an error.",
+        ),
+    ] = DEFAULT_WORKER_TIMEOUT,
 ) -> None:
     """Train a character-level GRU on CORPUS; the best model and its logs go to --out."""
     options = TrainOptions(
@@ -149,10 +157,13 @@ def train(
             quiet=quiet,
             tensorboard=tensorboard,
             log=typer.echo,
+            worker_timeout=worker_timeout,
         )
 
     result = call(action)
-    if not quiet:
+    if not quiet and not result.chief:
+        typer.echo(f"done; the chief saved the run; peak RSS {peak_rss_mb():.0f} MB")
+    elif not quiet:
         typer.echo(
             f"best epoch {result.best_epoch} ({result.best_value:.4f}); "
             f"run saved in {result.run_dir}; peak RSS {peak_rss_mb():.0f} MB"

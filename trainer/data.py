@@ -26,15 +26,20 @@ def make_dataset(
     batch_size: int,
     order_seed: list[int] | None = None,
     max_batches: int | None = None,
+    whole_batches: bool = False,
 ) -> Any:
     """Batches of (one-hot window [b, seq_len, vocab], one-hot next char [b, vocab]).
 
     ``order_seed`` shuffles the windows with numpy, so the order of an epoch depends on the seed
     and the epoch number only: a resumed run sees exactly the batches an uninterrupted one would.
+    ``whole_batches`` leaves out the last, partial batch: multi-worker training splits every
+    batch between the workers, and a batch smaller than the cluster would leave one empty.
     """
     tf, _ = load_tf()
     order = None if order_seed is None else epoch_order(len(starts), order_seed)
     used = len(starts) if max_batches is None else min(len(starts), max_batches * batch_size)
+    if whole_batches:
+        used -= used % batch_size
     n_batches = -(-used // batch_size)
 
     def batches() -> Iterator[np.ndarray]:

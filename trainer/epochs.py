@@ -18,6 +18,7 @@ import numpy as np
 
 from gru_edge.runtime.files import atomic_path
 from gru_edge.trainer import rundir
+from gru_edge.trainer.cluster import Sync
 from gru_edge.trainer.config import TrainConfig
 from gru_edge.trainer.corpus import Corpus, split_point, window_starts
 from gru_edge.trainer.data import make_dataset
@@ -66,12 +67,16 @@ class EpochRunner:
     info: dict[str, Any]  # config.json
     model: Any
     split: Split
-    chief: bool  # only the chief writes the run directory
     say: Callable[[str], None]
     callbacks: list[Any]  # ours: one epoch per fit, TensorBoard
+    # Multi-worker: the chief's broadcasts. Every worker then runs this same code into its own
+    # ``out`` (a non-chief's is a private temporary folder), so that every worker issues the same
+    # collectives (model.save reads distributed variables) in the same order.
+    sync: Sync | None = None
+    whole_batches: bool = False  # leave out each epoch's last, partial batch (trainer/data.py)
 
     def epoch(self, epoch: int, callbacks: list[Any], verbose: int) -> None:
-        """Train one epoch, update the counters, and (the chief) save and write samples."""
+        """Train one epoch, update the counters, save, and write samples."""
         config, state = self.config, self.state
         started = time.perf_counter()
         metrics = self._fit(epoch, callbacks, verbose)
@@ -84,10 +89,9 @@ class EpochRunner:
             "seconds": round(time.perf_counter() - started, 3),
         }
         improved = _end_of_epoch(self.model, state, row, metrics[self.info["monitor"]], config)
-        if self.chief:
-            _save_epoch(self.out, self.model, state, improved, self.info, config)
+        _save_epoch(self.out, self.model, state, improved, self.info, config)
         self.say(_summary(row, config.epochs, improved, state.lr))
-        if self.chief and config.samples:
+        if config.samples:
             block = epoch_samples(self.model, self.corpus, config, epoch)
             self.say(block.rstrip("\n"))
             rundir.append_samples(self.out, block + "\n")
@@ -99,6 +103,7 @@ class EpochRunner:
             "seq_len": config.seq_len,
             "vocab_size": split.vocab_size,
             "batch_size": config.batch_size,
+            "whole_batches": self.whole_batches,
         }
         train_ds = make_dataset(
             split.train_ids,
@@ -122,7 +127,10 @@ class EpochRunner:
             callbacks=callbacks,
             shuffle=False,
         )
-        return {k: float(v[-1]) for k, v in fit.history.items()}
+        metrics = {k: float(v[-1]) for k, v in fit.history.items()}
+        # Keras reduces the metrics over the workers already; the chief's, broadcast, make the
+        # best-epoch and learning-rate decisions the same on every worker by construction.
+        return metrics if self.sync is None else self.sync.metrics(metrics)
 
 
 def one_epoch_callback(keras: Any) -> Any:

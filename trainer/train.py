@@ -4,9 +4,11 @@ run, or the one to resume), then run the epochs (trainer/epochs.py) under the lo
 
 from __future__ import annotations
 
-import os
+import contextlib
+import json
 import secrets
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,16 @@ from typing import Any
 
 from gru_edge.runtime.errors import TrainingInterrupted, UsageError
 from gru_edge.trainer import rundir
+from gru_edge.trainer.cluster import (
+    DEFAULT_WORKER_TIMEOUT,
+    ClusterError,
+    Sync,
+    Worker,
+    check_timeout,
+    collective_errors,
+    make_strategy,
+    this_worker,
+)
 from gru_edge.trainer.config import TrainConfig, TrainOptions, check_memory
 from gru_edge.trainer.corpus import Corpus, check_length, load_corpus
 from gru_edge.trainer.epochs import EpochRunner, Split, one_epoch_callback
@@ -34,6 +46,7 @@ class TrainResult:
     best_epoch: int
     best_value: float  # val_loss, or loss without a validation split
     history: list[dict[str, float]] = field(default_factory=list)
+    chief: bool = True  # False: a non-chief worker, whose run_dir is already removed
 
 
 def train(
@@ -47,18 +60,26 @@ def train(
     tensorboard: bool = False,
     log: Callable[[str], None] = print,
     callbacks: list[Any] | None = None,
+    worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
 ) -> TrainResult:
     """Train (or resume) a run on ``corpus_path`` into the run directory ``out``.
 
     ``options`` are the settings the user gave; the rest keep their defaults (or, with
     ``resume``, the run's saved values). ``callbacks`` are extra Keras callbacks (tests use one
     to interrupt a run). The run directory is locked for the whole call (trainer/lock.py).
+    In a multi-worker cluster only the chief does that; every other worker follows the chief's
+    run in a private temporary folder (see _follow), and ``worker_timeout`` bounds how long a
+    worker waits for the others.
     """
     options, out = options or TrainOptions(), Path(out)
     say = (lambda _msg: None) if quiet else log
     if resume and force:
         raise UsageError("--resume and --force contradict each other; pick one")
+    check_timeout(worker_timeout)
+    worker = _cluster_worker(options)
     corpus = load_corpus(Path(corpus_path))
+    if worker is not None and not worker.chief:
+        return _follow(corpus, options, worker, resume, say, quiet, callbacks, worker_timeout)
     fresh = None if resume else _fresh_config(corpus, options)
     if fresh is None:
         check_resumable(out)
@@ -69,22 +90,121 @@ def train(
         rundir.make_dir(out)
     with training_lock(out):
         config, state, info = _claim(out, corpus, options, fresh, force, say)
-        run = _start(out, corpus, config, state, info, resume, say, tensorboard)
-        fit_callbacks = [*(callbacks or []), *run.callbacks]
-        say(f"training on {corpus.path} ({run.split.describe()}), seed {config.seed}")
-        # The progress bar with ETA on a terminal; in a log file, Keras' one line per epoch
-        # instead of hundreds of carriage-return updates.
-        verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
-        try:
+        run = _start(out, corpus, config, state, info, resume, say, tensorboard, worker_timeout)
+        again = f"gru-edge train {corpus_path} --out {out} --resume"
+        again += " on every worker" if run.sync else ""
+        _epochs(run, callbacks, quiet, worker_timeout, again)
+    return TrainResult(out, state.epoch, state.best_epoch, state.best, state.history)
+
+
+def _epochs(
+    run: EpochRunner, callbacks: list[Any] | None, quiet: bool, timeout: float, again: str
+) -> None:
+    """The epoch loop, from the state's epoch to the config's; ``again`` is the command that
+    continues the run, for the message after Ctrl-C."""
+    config, state = run.config, run.state
+    where = run.out if run.sync is None or run.sync.chief else "the chief's run directory"
+    fit_callbacks = [*(callbacks or []), *run.callbacks]
+    run.say(f"training on {run.corpus.path} ({run.split.describe()}), seed {config.seed}")
+    # The progress bar with ETA on a terminal; in a log file, Keras' one line per epoch
+    # instead of hundreds of carriage-return updates.
+    verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
+    tf, _ = load_tf()
+    errors = collective_errors(tf, timeout) if run.sync else contextlib.nullcontext()
+    try:
+        with errors:
             for epoch in range(state.epoch, config.epochs):
                 run.epoch(epoch, fit_callbacks, verbose)
-        except KeyboardInterrupt:
-            raise TrainingInterrupted(
-                f"interrupted during epoch {state.epoch + 1}; {out} keeps the {state.epoch} "
-                f"completed epoch(s); continue with: gru-edge train {corpus_path} --out {out} "
-                "--resume"
-            ) from None
-    return TrainResult(out, state.epoch, state.best_epoch, state.best, state.history)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            f"interrupted during epoch {state.epoch + 1}; {where} keeps the {state.epoch} "
+            f"completed epoch(s); continue with: {again}"
+        ) from None
+
+
+def _cluster_worker(options: TrainOptions) -> Worker | None:
+    """This process's task in TF_CONFIG's cluster, or None when it trains on its own."""
+    worker = this_worker()
+    if worker is None or worker.chief or options.strategy in (None, "multi-worker"):
+        return worker
+    raise UsageError(
+        f"TF_CONFIG makes this process {worker.task} of a cluster, which only --strategy "
+        f"multi-worker uses, got --strategy {options.strategy}; unset TF_CONFIG to train alone"
+    )
+
+
+def _follow(
+    corpus: Corpus,
+    options: TrainOptions,
+    worker: Worker,
+    resume: bool,
+    say: Callable[[str], None],
+    quiet: bool,
+    callbacks: list[Any] | None,
+    timeout: float,
+) -> TrainResult:
+    """A non-chief worker: the chief's run (config, and with ``resume`` its state and
+    checkpoint) comes over the cluster; this worker trains it in a private temporary folder,
+    removed at the end, and never touches --out (which may be the chief's, on one machine)."""
+    tf, _ = load_tf("gru-edge train")
+    with tempfile.TemporaryDirectory(prefix="gru-edge-worker-") as tmp:
+        work = Path(tmp)
+        strategy = make_strategy(tf, timeout)
+        sync = Sync(tf, strategy, chief=False)
+        with collective_errors(tf, timeout):
+            info, state = _share(sync, work, None, None, resume)
+        config = _chief_config(info, corpus, options, worker)
+        say(f"{worker.task} of {worker.workers}: following the chief; its files go to {work}")
+        run = _start(work, corpus, config, state, info, resume, say, False, timeout, strategy)
+        _epochs(run, callbacks, quiet, timeout, "the same command plus --resume on every worker")
+    return TrainResult(work, state.epoch, state.best_epoch, state.best, state.history, False)
+
+
+def _share(
+    sync: Sync, folder: Path, info: dict[str, Any] | None, state: TrainState | None, resume: bool
+) -> tuple[dict[str, Any], TrainState]:
+    """The chief's config.json content and state on every worker, and with ``resume`` its
+    checkpoint file in every other worker's ``folder``."""
+    payload = None
+    if sync.chief:
+        assert info is not None and state is not None
+        payload = json.dumps({"info": info, "state": state.to_json()}).encode("utf-8")
+    received = json.loads(sync.data(payload).decode("utf-8"))
+    info = received["info"]
+    if state is None:
+        config = TrainConfig.from_dict(info["config"])
+        state = (
+            TrainState.from_json(received["state"], Path("the chief's state.json"))
+            if resume
+            else TrainState(lr=config.lr)
+        )
+    if resume:
+        name = state.checkpoint
+        data = sync.data((folder / name).read_bytes() if sync.chief else None)
+        if not sync.chief:
+            (folder / name).write_bytes(data)
+    return info, state
+
+
+def _chief_config(
+    info: dict[str, Any], corpus: Corpus, options: TrainOptions, worker: Worker
+) -> TrainConfig:
+    """The chief's config, checked against this worker's corpus and options: every worker
+    must give the same command, or the workers would train on different data."""
+    if info["corpus"]["sha256"] != corpus.sha256:
+        raise ClusterError(
+            f"{worker.task}: {corpus.path} is not the chief's corpus ({info['corpus']['path']}, "
+            f"sha256 {info['corpus']['sha256'][:12]}...); give every worker the same corpus"
+        )
+    config = TrainConfig.from_dict(info["config"])
+    for key, value in options.given().items():
+        if getattr(config, key) != value:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(
+                f"{worker.task}: {flag} {value} differs from the chief's {getattr(config, key)}; "
+                "give every worker the same gru-edge train command"
+            )
+    return config
 
 
 def _claim(
@@ -134,53 +254,79 @@ def _start(
     resume: bool,
     say: Callable[[str], None],
     tensorboard: bool,
+    timeout: float,
+    strategy: Any = None,
 ) -> EpochRunner:
-    """Seed, strategy, the new run's first files, and the model (built, or the checkpoint)."""
+    """Seed, strategy, the new run's first files, and the model (built, or the checkpoint).
+
+    ``strategy`` is a non-chief worker's, made before its config arrived; a chief makes its
+    own here and hands the run to the other workers (_share).
+    """
     tf, keras = load_tf()
-    keras.utils.set_random_seed(config.seed)
-    strategy = _strategy(tf, config.strategy)
-    chief = _is_chief(strategy)
+    split = Split.of(corpus, config)
+    multi_worker = strategy is not None or (
+        config.strategy == "multi-worker" and this_worker() is not None
+    )
+    # More than one worker splits each batch between them: whole batches only (trainer/data.py).
+    whole = strategy is not None or (multi_worker and this_worker().workers > 1)
+    if whole:
+        _check_whole_batches(split, config)  # before the cluster forms: a plain error
+    sync = None
+    if strategy is not None:
+        sync = Sync(tf, strategy, chief=False)
+    elif multi_worker:
+        strategy = make_strategy(tf, timeout)
+        sync = Sync(tf, strategy, chief=True)
+    else:
+        strategy = _strategy(tf, config.strategy)
     info = info or initial_info(config, corpus)
-    if chief and not resume:
-        # config.json first: its format marker is what makes the folder provably a run.
-        rundir.write_json(out / rundir.CONFIG, info)
-        rundir.write_vocab(out, corpus.vocab)
-    with strategy.scope():
-        # The checkpoint brings the optimizer's slots; the learning rate is state.json's.
-        model = (
-            load_keras_model(
-                out / state.checkpoint,
-                "start the run over with --force instead of --resume",
-                compile=True,
-                units=config.units,
-                vocab_size=len(corpus.vocab),
-                layers=config.layers,
+    # Building the model broadcasts the chief's initial weights: a lost worker shows up here too.
+    errors = collective_errors(tf, timeout) if sync else contextlib.nullcontext()
+    with errors:
+        if sync is not None and sync.chief:
+            _share(sync, out, info, state, resume)
+        keras.utils.set_random_seed(config.seed)
+        if not resume:
+            # config.json first: its format marker is what makes the folder provably a run.
+            rundir.write_json(out / rundir.CONFIG, info)
+            rundir.write_vocab(out, corpus.vocab)
+        with strategy.scope():
+            # The checkpoint brings the optimizer's slots; the learning rate is state.json's.
+            model = (
+                load_keras_model(
+                    out / state.checkpoint,
+                    "start the run over with --force instead of --resume",
+                    compile=True,
+                    units=config.units,
+                    vocab_size=len(corpus.vocab),
+                    layers=config.layers,
+                )
+                if resume
+                else build_model(len(corpus.vocab), config)
             )
-            if resume
-            else build_model(len(corpus.vocab), config)
-        )
-    model.optimizer.learning_rate.assign(state.lr)
+        model.optimizer.learning_rate.assign(state.lr)
     callbacks = [one_epoch_callback(keras)]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / rundir.TENSORBOARD)))
-    split = Split.of(corpus, config)
-    return EpochRunner(out, corpus, config, state, info, model, split, chief, say, callbacks)
+    return EpochRunner(out, corpus, config, state, info, model, split, say, callbacks, sync, whole)
+
+
+def _check_whole_batches(split: Split, config: TrainConfig) -> None:
+    """Multi-worker training uses whole batches only (trainer/data.py): there must be one."""
+    for what, starts in (("training", split.train_starts), ("validation", split.val_starts)):
+        if 0 < len(starts) < config.batch_size or (what == "training" and not len(starts)):
+            raise UsageError(
+                f"--strategy multi-worker trains on whole batches only, and the {what} part "
+                f"has {len(starts)} windows, fewer than --batch-size {config.batch_size}; "
+                "pass a smaller --batch-size"
+            )
 
 
 def _strategy(tf: Any, name: str) -> Any:
-    """The tf.distribute strategy named by --strategy."""
+    """The tf.distribute strategy named by --strategy (multi-worker: see make_strategy)."""
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.MirroredStrategy(devices=None if gpus else ["/cpu:0"])
     if name == "multi-worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def _is_chief(strategy: Any) -> bool:
-    """Only the chief writes the run directory under multi-worker training."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not os.environ.get("TF_CONFIG"):
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type == "chief" or (task_type == "worker" and task_id == 0)
