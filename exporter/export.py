@@ -16,8 +16,14 @@ from gru_edge.exporter.generator_graph import MIN_OPSET as GENERATOR_OPSET
 from gru_edge.exporter.generator_graph import add_generator
 from gru_edge.exporter.mobile import ort_paths, write_ort
 from gru_edge.exporter.precision import FP16_ATOL, WEIGHTS, store_float16
-from gru_edge.exporter.validate import Comparison, TextComparison, validate, validate_generator
-from gru_edge.runtime.errors import ExportValidationError, GruEdgeError
+from gru_edge.exporter.validate import (
+    Comparison,
+    TextComparison,
+    fail_on_mismatch,
+    validate,
+    validate_generator,
+)
+from gru_edge.runtime.errors import GruEdgeError
 from gru_edge.runtime.files import atomic_path
 from gru_edge.runtime.ingraph import GraphEngine
 from gru_edge.runtime.loader import LoadedModel, load_model
@@ -215,21 +221,8 @@ def _check_ort(
         settings = SamplingSettings(temperature=1.0)
         expected = _graph_generate(onnx_model)(probe_ids[:20], 500, settings, 0)[0]
         got = _graph_generate(ort_model)(probe_ids[:20], 500, settings, 0)[0]
-        differs = np.flatnonzero(got != expected)
-        results.append(
-            TextComparison(
-                ".ort, sampled, temperature 1.0 vs .onnx",
-                500,
-                int(differs[0]) if len(differs) else None,
-            )
-        )
-    failures = [r for r in results if not r.ok]
-    if failures:
-        raise ExportValidationError(
-            "the .ort file does not compute what the .onnx file does, nothing written: "
-            + "; ".join(r.line().lstrip("- ") for r in failures)
-        )
-    return results
+        results.append(TextComparison.of(".ort, sampled, temperature 1.0 vs .onnx", got, expected))
+    return fail_on_mismatch(results, "the .ort file does not compute what the .onnx file does")
 
 
 def _probe_ids(run: Run) -> np.ndarray:

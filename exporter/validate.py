@@ -100,11 +100,15 @@ def validate(
         Comparison(f"rollout probabilities ({steps} steps)", prob_diff, atol),
         Comparison(f"rollout state_out ({steps} steps)", state_diff, atol),
     ]
-    failures = [c for c in results if not c.ok]
+    return fail_on_mismatch(results, "the ONNX model does not match Keras")
+
+
+def fail_on_mismatch(results: list, what: str) -> list:
+    """``results`` if every comparison is ok; else one ExportValidationError naming them all."""
+    failures = [r for r in results if not r.ok]
     if failures:
         raise ExportValidationError(
-            "the ONNX model does not match Keras, nothing written: "
-            + "; ".join(c.line().lstrip("- ") for c in failures)
+            f"{what}, nothing written: " + "; ".join(r.line().lstrip("- ") for r in failures)
         )
     return results
 
@@ -120,6 +124,12 @@ class TextComparison:
     @property
     def ok(self) -> bool:
         return self.first_difference is None
+
+    @classmethod
+    def of(cls, name: str, got: np.ndarray, expected: np.ndarray) -> TextComparison:
+        """Compare two id sequences of the same length."""
+        differs = np.flatnonzero(np.asarray(got).reshape(-1) != np.asarray(expected).reshape(-1))
+        return cls(name, len(expected), int(differs[0]) if len(differs) else None)
 
     def line(self) -> str:
         if self.ok:
@@ -160,21 +170,10 @@ def validate_generator(
                 )
             ]
         )
-        got = np.asarray(generate(prime_ids, length, settings, seed)).reshape(-1)
-        differs = np.flatnonzero(got != expected)
+        got = generate(prime_ids, length, settings, seed)
         reference_name = "Keras stepper" if reference == "keras" else "host loop"
-        results.append(
-            TextComparison(
-                f"{name} vs {reference_name}", length, int(differs[0]) if len(differs) else None
-            )
-        )
-    failures = [r for r in results if not r.ok]
-    if failures:
-        raise ExportValidationError(
-            "the ONNX file's generator does not write what the model does, nothing written: "
-            + "; ".join(r.line().lstrip("- ") for r in failures)
-        )
-    return results
+        results.append(TextComparison.of(f"{name} vs {reference_name}", got, expected))
+    return fail_on_mismatch(results, "the ONNX file's generator does not write what the model does")
 
 
 def _diff(a: np.ndarray, b: np.ndarray) -> float:
