@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from cli_checks import assert_one_line_error
@@ -45,3 +46,23 @@ def test_bench_without_a_run_dir_says_why_the_keras_row_is_missing(exported_mode
 def test_bench_bad_repeats(exported_model):
     result = runner.invoke(app, ["bench", str(exported_model), "--repeats", "0"])
     assert_one_line_error(result, "--repeats must be at least 1, got 0")
+
+
+def test_bench_has_both_engines_and_compares_files_side_by_side(small_model, models_dir):
+    from onnx_models import write_model
+
+    old = write_model(models_dir / "bench_old.onnx", units=16, seed=1, generator=False)
+    result = runner.invoke(app, ["bench", str(small_model), str(old), "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "| in-graph, 1 stream, end to end (sampling + decoding) |" in text
+    assert "- in-graph against the host loop, 1 stream end to end: " in text
+    assert "in-graph rows skipped: a gru-edge/1 file has no generator" in text
+    side = text[text.index("side by side") :]
+    assert "| | small.onnx | bench_old.onnx |" in side
+    assert f"| file size, bytes | {small_model.stat().st_size:,} | {old.stat().st_size:,} |" in side
+    assert "| host loop, batch 64, aggregate |" in side and "in-graph" not in side
+    both = json.loads(
+        runner.invoke(app, ["bench", str(small_model), str(old), "--repeats", "1", "--json"]).stdout
+    )
+    assert [Path(r["model"]).name for r in both] == ["small.onnx", "bench_old.onnx"]
