@@ -142,7 +142,7 @@ def session_options(threads: int | None) -> ort.SessionOptions:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = _FATAL_ONLY
-    # Pre-packed weights take another matrix kernel for one-row steps than the generator's Loop
+    # Pre-packed weights take another matrix kernel for one-row steps than the generator's Scan
     # body (whose weights are never pre-packed): unpacked, a host step computes the same bits
     # as the in-graph generator, so both engines write the same text. (~10% per host step.)
     options.add_session_config_entry("session.disable_prepacking", "1")

@@ -310,7 +310,7 @@ def test_ort_format_twin_and_operator_config(tmp_path, trained_run):
         result.stdout
     )
     ops = config.read_text(encoding="utf-8")
-    assert "GRU" in ops and "Loop" in ops and "BitwiseXor" in ops and ".tmp" not in ops
+    assert "GRU" in ops and "Scan" in ops and "BitwiseXor" in ops and ".tmp" not in ops
     args = ["--prime", "The ", "--length", "200", "--seed", "9", "-t", "0.7", "--top-k", "8"]
     expected = runner.invoke(app, ["sample", str(out), *args]).stdout
     for engine in ("graph", "host"):

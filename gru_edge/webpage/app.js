@@ -80,7 +80,7 @@ async function loadModel(name) {
     executionProviders: ['wasm'],
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
-    // as gru-edge does: the same matrix kernels for the prime as for the generator's Loop
+    // as gru-edge does: the same matrix kernels for the prime as for the generator's Scan
     extra: { session: { disable_prepacking: '1' } },
   });
   return { ...opened, size: bytes.length };
