@@ -72,7 +72,7 @@ class _Builder:
 
     def name(self, hint: str) -> str:
         self._count += 1
-        return f"{self.prefix}{hint}_{self._count}"
+        return f"{self.prefix}{hint}{self._count}"
 
     def op(self, op_type: str, inputs: list[str], n_out: int = 1, **attrs: Any) -> Any:
         outputs = [self.name(op_type.lower()) for _ in range(n_out)]
@@ -161,7 +161,7 @@ def _branch_outputs(b: _Builder, generated: str, state: str, sums: str) -> list:
 
 def _none_branch() -> onnx.GraphProto:
     """steps = 0: nothing generated, the state handed back as it came."""
-    b = _Builder(_P + "none/")
+    b = _Builder(_P + "n/")
     zero = b.const([0], np.int64)
     empty = b.op("Slice", [contract.INPUT_IDS, zero, zero, b.const([1], np.int64)])
     sums = b.op("Cast", [empty], to=_FLOAT)
@@ -171,7 +171,7 @@ def _none_branch() -> onnx.GraphProto:
 
 def _run_branch(step_nodes: list, vocab: int, width: int) -> onnx.GraphProto:
     """steps > 0: choose the body, run the Loop, lay its scan outputs out as [batch, steps]."""
-    b = _Builder(_P + "run/")
+    b = _Builder(_P + "r/")
     greedy = b.op("Equal", [contract.INPUT_TEMPERATURE, b.const(0.0, np.float32)])
     loop_outs = [b.name("ids_scan"), b.name("state"), b.name("sums_scan")]
     sample = _sample_branch(step_nodes, vocab)
@@ -196,7 +196,7 @@ def _run_branch(step_nodes: list, vocab: int, width: int) -> onnx.GraphProto:
 
 def _sample_branch(step_nodes: list, vocab: int) -> onnx.GraphProto:
     """temperature > 0: the chunk's noise once, then the plain or the filtered body."""
-    b = _Builder(_P + "sample/")
+    b = _Builder(_P + "s/")
     noise = _noise(b, vocab)
     k = contract.INPUT_TOP_K
     top_k_on = b.op(
@@ -303,7 +303,7 @@ def _loop_graph(
     and has no condition to pass on, two nodes fewer per character (~9% faster, measured). It
     cannot run zero iterations, hence the If around it for ``steps`` 1.
     """
-    b = _Builder(f"{_P}{kind}/")
+    b = _Builder(f"{_P}{kind[0]}/")
     axis0 = b.const([0], np.int64)
     first = _step_and_pick(
         b,
@@ -340,7 +340,7 @@ def _loop_graph(
 
 def _one_step_graph(kind: str, ids0: str, sums0: str, state1: str) -> onnx.GraphProto:
     """steps = 1: the first step's id is all there is."""
-    b = _Builder(f"{_P}{kind}/one/")
+    b = _Builder(f"{_P}{kind[0]}/o/")
     outs = [b.name("ids_scan"), b.name("state"), b.name("sums_scan")]
     for source, name in zip((ids0, state1, sums0), outs, strict=True):
         b.nodes.append(helper.make_node("Identity", [source], [name], name=name + "_id"))
@@ -361,7 +361,7 @@ def _scan_graph(
     state1: str,
 ) -> onnx.GraphProto:
     """steps > 1: Scan the other steps - 1 characters, then put the first in front."""
-    b = _Builder(f"{_P}{kind}/scan/")
+    b = _Builder(f"{_P}{kind[0]}/c/")
     i64 = np.int64
     if noise is not None:
         rest = b.op("Slice", [noise, b.const([1], i64), b.const([1 << 62], i64), b.const([0], i64)])
@@ -466,18 +466,18 @@ def _step_and_pick(
     for node in step_nodes:
         for name in node.output:
             if name:
-                renamed[name] = b.prefix + "step/" + name
+                renamed[name] = b.name("s")  # short: the step is copied six times
     skipped: tuple = ()
     if layout is not None:
         skipped = (layout.transpose, layout.unsqueeze)
         renamed[layout.transpose.output[0]] = renamed[layout.transpose.input[0]]
         renamed[layout.unsqueeze.output[0]] = state
-    for index, node in enumerate(step_nodes):
+    for node in step_nodes:
         if any(node is other for other in skipped):
             continue
         copy = onnx.NodeProto()
         copy.CopyFrom(node)
-        copy.name = f"{b.prefix}step/{index}/{node.name}"
+        copy.name = b.name(node.op_type)
         copy.input[:] = [renamed.get(n, n) for n in node.input]
         copy.output[:] = [renamed.get(n, n) for n in node.output]
         b.nodes.append(copy)
@@ -509,7 +509,7 @@ def _body(
     [1, batch, units]), which drops the step's Transpose and Unsqueeze, and the id scanned out
     is the ArgMax itself: three nodes fewer per character than the step graph's own layout.
     """
-    b = _Builder(f"{_P}{kind}/body/")
+    b = _Builder(f"{_P}{kind[0]}/b/")
     cur, st, n_i = (b.name(n) for n in ("cur", "st", "noise"))
     # The logits are scanned out as they are (a copy, no node) and summed once per call.
     nxt, state_out, sums = _step_and_pick(
