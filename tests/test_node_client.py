@@ -8,7 +8,6 @@ in examples/node; without them the tests are skipped, except under CI (CI set), 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +17,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx_models import DEFAULT_VOCAB, OPSET, default_metadata, write_model
+from tool_checks import require
 from typer.testing import CliRunner
 
 from gru_edge.cli import app
@@ -38,11 +38,7 @@ def node() -> str:
         problem = "node is not on PATH"
     elif not (NODE_DIR / "node_modules" / "onnxruntime-node" / "package.json").is_file():
         problem = "examples/node/node_modules lacks onnxruntime-node"
-    if problem:
-        message = f"{problem}: install Node 18+ and run `{INSTALL}`"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the Node client's test: {message}")
-        pytest.skip(message)
+    require(problem, f"Node 18+ and `{INSTALL}`", "the Node client's test")
     return exe
 
 

@@ -11,7 +11,6 @@ tests/browser; without them the tests are skipped, except under CI (CI set), whe
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import threading
@@ -20,6 +19,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 from onnx_models import write_model
+from tool_checks import require
 from typer.testing import CliRunner
 
 from gru_edge import web
@@ -48,11 +48,7 @@ def node() -> str:
         problem = "tests/browser/node_modules lacks puppeteer-core"
     elif not ORT_DIST.is_dir():
         problem = "tests/browser/node_modules lacks onnxruntime-web"
-    if problem:
-        message = f"{problem}: install with {INSTALL}"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser test: {message}")
-        pytest.skip(message)
+    require(problem, INSTALL, "the browser test")
     return exe
 
 
