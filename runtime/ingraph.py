@@ -26,7 +26,7 @@ from gru_edge.runtime.sampler import SamplingSettings
 
 FIRST_CHUNK = 32  # characters of the first call
 MAX_CHUNK = 2048
-CHUNK_VALUES = 1 << 17  # steps x batch x vocab per call: ~0.5 MB of noise, as much of logits
+CHUNK_VALUES = 1 << 19  # steps x batch x vocab per call: 2 MB of noise, as much of logits
 _OUTPUTS = [contract.OUTPUT_GENERATED, contract.OUTPUT_GEN_STATE, contract.OUTPUT_LOGIT_SUMS]
 
 
