@@ -116,7 +116,7 @@ def run_sample(request: SampleRequest) -> None:
         err(f"Warning: {warning}")
     n = request.num_samples
     if n == 1:
-        samples: list[Iterable[str]] = [generator.stream(prime, options=request.options)]
+        samples: list[Iterable[str]] = [generator.stream_pieces(prime, options=request.options)]
     else:
         ids = generator.generate_batch_ids(n, prime, options=request.options)
         samples = [_decoded(generator.vocab, row) for row in ids]

@@ -143,10 +143,26 @@ class Generator:
         errors (and ``last_seed`` / ``last_skipped``) come at the call, not at the first
         character.
         """
+        pieces = self.stream_pieces(prime, length, options=options, **settings)
+        if self.last_engine == "graph":
+            return (char for piece in pieces for char in piece)
+        return pieces
+
+    def stream_pieces(
+        self,
+        prime: str | None = None,
+        length: int | None = None,
+        *,
+        options: GenerationOptions | None = None,
+        **settings: Any,
+    ) -> Iterator[str]:
+        """``stream``'s text in pieces as they come: one character each from the host loop,
+        one onnxruntime call's worth from the graph (32 characters first, then up to 2,048),
+        so a writer can flush once per piece. Checked at the call, as ``stream`` is."""
         loop = self._prepare(prime, length, options, settings)
         vocab = self.vocab
         if self.last_engine == "graph":
-            return (vocab[int(i)] for chunk in self._graph_chunks(1, loop) for i in chunk[0])
+            return (vocab.decode_rows(chunk)[0] for chunk in self._graph_chunks(1, loop))
         return (vocab[index] for index in generate_one(self._step(1), **loop))
 
     def generate(

@@ -221,3 +221,12 @@ def test_the_readmes_text_vectors(gen128):
         for engine in ("graph", "host"):
             got = gen128.generate(None, 40, seed=int(seed), engine=engine, **json.loads(settings))
             assert got == json.loads(text), (seed, engine)
+
+
+def test_stream_pieces_are_one_call_each_on_the_graph_and_one_character_on_the_host(gen):
+    text = gen.generate("The ", 3000, seed=8)
+    pieces = list(gen.stream_pieces("The ", 3000, seed=8))
+    assert "".join(pieces) == text and gen.last_engine == "graph"
+    assert len(pieces[0]) == ingraph.FIRST_CHUNK and len(pieces[1]) == 2 * ingraph.FIRST_CHUNK
+    host = list(gen.stream_pieces("The ", 300, seed=8, engine="host"))
+    assert "".join(host) == text[:300] and {len(p) for p in host} == {1}

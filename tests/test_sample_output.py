@@ -96,15 +96,17 @@ def test_output_streams_into_the_temporary_file(tmp_path, small_model, monkeypat
     from gru_edge.runtime.generator import Generator
 
     sizes = []
-    real = Generator.stream
+    real = Generator.stream_pieces
 
     def watched(self, *args, **kwargs):
-        for number, char in enumerate(real(self, *args, **kwargs)):
-            if number % 10_000 == 0:
+        done = 0
+        for piece in real(self, *args, **kwargs):
+            if done // 10_000 != (done + len(piece)) // 10_000 or done == 0:
                 sizes.append(sum(p.stat().st_size for p in tmp_path.glob(".out.txt.*")))
-            yield char
+            done += len(piece)
+            yield piece
 
-    monkeypatch.setattr(Generator, "stream", watched)
+    monkeypatch.setattr(Generator, "stream_pieces", watched)
     _ok(small_model, "-l", "50000", "-o", tmp_path / "out.txt")
     assert sizes[0] == 0 and sizes[-1] > 30_000  # on disk while generating, not at the end
     assert len((tmp_path / "out.txt").read_text(encoding="utf-8")) == 50_001
