@@ -18,7 +18,7 @@
   const PRIME_CHUNK = 2048; // prime ids per call, as gru-edge feeds them
   const FIRST_CHUNK = 32; // characters of the first generating call (the first text comes soon)
   const MAX_CHUNK = 2048; // characters per call at most
-  const CHUNK_VALUES = 1 << 17; // steps x vocabulary per call at most (the graph holds that much)
+  const CHUNK_VALUES = 1 << 19; // steps x vocabulary per call at most, as gru-edge (runtime/ingraph.py)
   const MAX_SEED = (1n << 63n) - 1n;
   const MAX_TEMPERATURE = 1e30;
   // The generator's inputs: each has a default (an initializer of the same name) in the file.
