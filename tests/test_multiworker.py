@@ -43,6 +43,14 @@ def _free_ports(count: int) -> list[int]:
             probe.close()
 
 
+def _wait_for_an_epoch(out: Path, survivor: subprocess.Popen, seconds: float = 180) -> None:
+    """Until the chief has committed an epoch (state.json), while ``survivor`` still runs."""
+    deadline = time.monotonic() + seconds
+    while not (out / "state.json").exists():
+        assert time.monotonic() < deadline and survivor.poll() is None, "no epoch completed"
+        time.sleep(0.2)
+
+
 def _start_cluster(
     cwd: Path, corpus: Path, out: Path, *extra: str, other: tuple[str, ...] = ()
 ) -> list[subprocess.Popen]:
@@ -131,10 +139,7 @@ def test_a_lost_worker_stops_the_other_then_every_worker_resumes(tmp_path, tiny_
     out = tmp_path / "run"
     chief, other = _start_cluster(tmp_path, tiny_corpus, out, "--epochs", "50", "--no-samples")
     try:
-        deadline = time.monotonic() + 180
-        while not (out / "state.json").exists():
-            assert time.monotonic() < deadline and chief.poll() is None, "no epoch completed"
-            time.sleep(0.2)
+        _wait_for_an_epoch(out, chief)
         other.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         _, stderr = chief.communicate(timeout=90)  # --worker-timeout 20, and the health checks
@@ -168,10 +173,7 @@ def test_a_lost_chief_stops_the_other_worker(tmp_path, tiny_corpus):
     out = tmp_path / "run"
     chief, other = _start_cluster(tmp_path, tiny_corpus, out, "--epochs", "50", "--no-samples")
     try:
-        deadline = time.monotonic() + 180
-        while not (out / "state.json").exists():
-            assert time.monotonic() < deadline and other.poll() is None, "no epoch completed"
-            time.sleep(0.2)
+        _wait_for_an_epoch(out, other)
         chief.send_signal(signal.SIGKILL)
         _, stderr = other.communicate(timeout=90)
     finally:
