@@ -124,8 +124,8 @@ def sample(
     threads: Annotated[
         int | None,
         typer.Option(
-            help="onnxruntime intra-op threads, 1 to 256.",
-            show_default="onnxruntime's",
+            help="onnxruntime intra-op threads, 1 to 256 (one suits a stream and a busy device).",
+            show_default="1",
             rich_help_panel=_RUNTIME,
         ),
     ] = None,
