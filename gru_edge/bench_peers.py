@@ -206,8 +206,16 @@ def _env(threads: int) -> dict[str, str]:
     return {**os.environ, **dict.fromkeys(names, limit)}
 
 
-PEERS = (("numpy", "numpy float32 GRU loop"), ("litert", "LiteRT (ai-edge-litert, unrolled twin)"))
+# The in-graph generator in the peers' own harness (a loop of session.run calls, no decoding),
+# interleaved with them: the figure the peers' ratios are taken against.
+RECIPE_LABEL = "in-graph, README recipe loop, interleaved with the peers"
+NUMPY_LABEL = "numpy float32 GRU loop"
+LITERT_LABEL = "LiteRT (ai-edge-litert, unrolled twin)"
 BATCHES = [1, 64, 256]
+
+
+def _row_name(label: str, batch: int) -> str:
+    return f"{label}, 1 stream" if batch == 1 else f"{label}, batch {batch}, aggregate"
 
 
 def peer_section(
@@ -234,21 +242,31 @@ def peer_section(
         files = prepare_peers(run_dir, vocab_path)
     except MissingExtraError as exc:
         return [], processes, [f"LiteRT and numpy rows skipped: {exc}"]
-    rows, notes = [], [files.litert_note] if files.litert_note else []
-    for kind, label in PEERS:
-        model = files.npz if kind == "numpy" else files.tflite
-        if model is None:
-            continue
-        log(f"measuring {label}")
-        try:
-            rates = peer_rates(kind, model, vocab_path, threads, repeats, BATCHES)
-        except MissingExtraError as exc:
-            notes.append(f"{label} rows skipped: {exc}")
-            continue
-        rows += [
-            (f"{label}, 1 stream" if b == 1 else f"{label}, batch {b}, aggregate", b, rates[b])
-            for b in BATCHES
-        ]
+    notes = [files.litert_note] if files.litert_note else []
+    contenders = [("onnx", RECIPE_LABEL, model_path), ("numpy", NUMPY_LABEL, files.npz)]
+    if files.tflite is not None:
+        contenders.append(("litert", LITERT_LABEL, files.tflite))
+    # Rounds interleaved: each round runs every contender once, in its own warmed-up process,
+    # so a change in the machine's other work hits them alike; medians over the rounds.
+    rates: dict[str, dict[int, list[float]]] = {}
+    for round_ in range(repeats):
+        log(f"measuring the peers, round {round_ + 1} of {repeats}")
+        for kind, label, model in list(contenders):
+            try:
+                measured = peer_rates(kind, model, vocab_path, threads, 1, BATCHES)
+            except MissingExtraError as exc:
+                notes.append(f"{label} rows skipped: {exc}")
+                contenders.remove((kind, label, model))
+                rates.pop(label, None)
+                continue
+            for batch, rate in measured.items():
+                rates.setdefault(label, {}).setdefault(batch, []).append(rate)
+    rows = [
+        (_row_name(label, b), b, statistics.median(rate[b]))
+        for label, rate in rates.items()
+        for b in BATCHES
+    ]
+    for kind, label, model in contenders[1:]:
         command = worker_command(kind, model, vocab_path, threads, "first", FIRST_CHARS)
         processes.append(measure_process(label, command, repeats))
     return rows, processes, notes

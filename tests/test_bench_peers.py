@@ -86,7 +86,11 @@ def test_missing_litert_is_one_note_and_the_numpy_rows_still_run(
     assert notes == [
         "LiteRT rows skipped: ai-edge-litert is not installed; pip install 'gru-edge[bench]'"
     ]
+    recipe = "in-graph, README recipe loop, interleaved with the peers"
     assert [(name, batch) for name, batch, _ in rows] == [
+        (f"{recipe}, 1 stream", 1),
+        (f"{recipe}, batch 64, aggregate", 64),
+        (f"{recipe}, batch 256, aggregate", 256),
         ("numpy float32 GRU loop, 1 stream", 1),
         ("numpy float32 GRU loop, batch 64, aggregate", 64),
         ("numpy float32 GRU loop, batch 256, aggregate", 256),
