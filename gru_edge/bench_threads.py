@@ -23,6 +23,7 @@ from gru_edge.runtime.generator import Generator
 STREAM_CHARS = 5000
 BATCH, BATCH_LENGTH = 256, 100
 _BUSY = "while True: pass"
+SETTLE_S = 0.05  # a pause before each timing, for threads a previous run left spinning
 
 
 @dataclass
@@ -87,10 +88,16 @@ def measure_threads(
         log(f"measuring thread settings, {load}")
         cores = (os.cpu_count() or 1) if load == "loaded" else 0
         times: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in actions}
+        labels = list(actions)
         with busy_cores(cores):
-            for _ in range(repeats):
-                for label, (stream, batch) in actions.items():
+            for round_ in range(repeats):
+                # Each round starts at another setting: onnxruntime's pool threads spin for a
+                # while after a multi-threaded run, which slows whatever runs right after it.
+                for label in labels[round_ % len(labels) :] + labels[: round_ % len(labels)]:
+                    stream, batch = actions[label]
+                    time.sleep(SETTLE_S)
                     times[label][0].append(_time(stream))
+                    time.sleep(SETTLE_S)
                     times[label][1].append(_time(batch))
         measured = [
             ThreadRow(
