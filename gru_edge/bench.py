@@ -1,7 +1,10 @@
 """`gru-edge bench`: the notebook's generation loop and the ONNX runtime, side by side, in one run.
 
 Figures are medians of a few repeats in one process (this machine is shared and noisy), and every
-row is also shown as a ratio to the first row, which is what the targets are stated in.
+row is also shown as a ratio to the first row, which is what the targets are stated in. The peers
+(LiteRT, a numpy loop: gru_edge.bench_peers), every contender's start-up and memory as a whole
+process, and the thread settings (gru_edge.bench_threads) follow; a peer's ratio is to the
+in-graph generator measured in its own harness, in rounds interleaved with it.
 """
 
 from __future__ import annotations

@@ -208,14 +208,20 @@ def bench(
     ],
     run_dir: Annotated[
         Path | None,
-        typer.Option(help="Its run directory: adds the notebook's Keras loop (needs [train])."),
+        typer.Option(
+            help="Its run directory: adds the notebook's Keras loop and, on the same weights, "
+            "a numpy GRU loop and LiteRT (needs the train extra; LiteRT also the bench extra)."
+        ),
     ] = None,
     device: Annotated[str, typer.Option(metavar="[auto|cpu|cuda]")] = "cpu",
     threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads.")] = 1,
     repeats: Annotated[int, typer.Option(help="Measurements per figure; the median is shown.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Measure chars/s of the notebook's loop and of the ONNX runtime, side by side."""
+    """Measure chars/s of the notebook's loop, the ONNX runtime and its peers, side by side.
+
+    Also: each contender's first character and peak RSS, and thread settings idle and loaded.
+    """
 
     def action():
         from gru_edge.bench import run_bench
