@@ -124,8 +124,14 @@ def prepare_peers(run_dir: Path, vocab: Path) -> PeerFiles:
             "LiteRT rows skipped: ai-edge-litert is not installed; pip install 'gru-edge[bench]'"
         )
         return files
+    try:
+        converted = litert_twin(model)
+    except Exception as exc:  # an optional row: any converter failure only skips it
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        files.litert_note = f"LiteRT rows skipped: the TFLite converter failed: {reason}"
+        return files
     files.tflite = folder / "twin.tflite"
-    files.tflite.write_bytes(litert_twin(model))
+    files.tflite.write_bytes(converted)
     return files
 
 

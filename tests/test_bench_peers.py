@@ -116,3 +116,20 @@ def test_busy_cores_are_stopped_afterwards():
     with busy_cores(2) as hogs:
         assert len(hogs) == 2 and all(hog.poll() is None for hog in hogs)
     assert all(hog.returncode is not None for hog in hogs)
+
+
+@pytest.mark.train
+def test_a_failing_litert_conversion_is_one_note(trained_run, tmp_path, monkeypatch):
+    import gru_edge.bench_peers as peers
+
+    def broken(_model):
+        raise RuntimeError("op GRU not supported\nmore detail")
+
+    monkeypatch.setattr(peers, "litert_twin", broken)
+    vocab = tmp_path / "vocab.json"
+    vocab.write_text("[]", encoding="utf-8")
+    files = prepare_peers(trained_run, vocab)
+    assert files.tflite is None and files.npz.exists()
+    assert files.litert_note == (
+        "LiteRT rows skipped: the TFLite converter failed: op GRU not supported"
+    )
