@@ -126,8 +126,8 @@ def test_a_wheel_holds_only_the_gru_edge_package(tmp_path):
     assert any(n.endswith("licenses/LICENSE") for n in names)
 
 
-def test_the_readme_layout_names_every_module():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+def test_the_development_page_layout_names_every_module():
+    readme = (REPO / "docs" / "development.md").read_text(encoding="utf-8")
     layout = readme.split("## Layout", 1)[1].split("```", 2)[1]
     listed = {line.split()[0] for line in layout.splitlines() if line.strip()}
     modules = {
