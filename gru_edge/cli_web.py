@@ -71,7 +71,7 @@ def web(
                 "give either --out DIR (write the site) or --serve (serve it), not both"
             )
         if out is not None:
-            written = site.write_site(model, out, ort_dist=ort_dist, force=force)
+            written = site.write_site(model, out, ort_dist=ort_dist, force=force, note=err)
             err(f"Wrote the site to {written}; serve that folder over HTTP and open index.html")
             return
         if force:
@@ -84,6 +84,9 @@ def web(
 
         try:
             site.serve(model, host=host, port=port, ort_dist=ort_dist, announce=announce)
+        except site.Terminated:
+            err("Stopped by SIGTERM.")
+            raise typer.Exit(143) from None  # 128 + SIGTERM, as a shell reports it
         except KeyboardInterrupt:
             err("Stopped.")
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
-import onnxruntime as ort
 import pytest
-from hostile_models import shared_subgraph_ort, with_raw_metadata
+from hostile_models import shared_subgraph_ort, with_raw_metadata, write_ort_twin
 from onnx_models import make_model
 
 from gru_edge.runtime.errors import ModelFileError
@@ -29,13 +28,7 @@ _EMPTY_ENTRY = b"\x72\x00"  # ModelProto field 14 (metadata_props), length 0
 def ort_model(tmp_path_factory) -> Path:
     """The small contract model converted to the ORT format by onnxruntime itself."""
     path = tmp_path_factory.mktemp("ort") / "small.ort"
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(path)
-    options.add_session_config_entry("session.save_model_format", "ORT")
-    options.log_severity_level = 4
-    data = make_model(units=8).SerializeToString()
-    ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    return path
+    return write_ort_twin(make_model(units=8).SerializeToString(), path)
 
 
 def _refusal(path: Path, **kwargs) -> str:
