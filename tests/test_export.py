@@ -202,6 +202,8 @@ def test_a_nan_weight_is_named_as_a_nan(tmp_path, trained_run, monkeypatch):
     message = str(caught.value)
     assert "window probabilities vs trained model: NaN in the ONNX output" in message
     assert "NaN in the ONNX and the Keras outputs" in message
+    # the generator stage still ran, and says why it could not finish
+    assert "(generator: could not run (the model computed NaN logits" in message
     assert "inf" not in message and "\n" not in message
     assert not out.exists() and not list(tmp_path.iterdir())
 
