@@ -13,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ from typing import IO, Any
 from gru_edge.cli_common import err
 from gru_edge.memory import peak_rss_mb
 from gru_edge.runtime.errors import GruEdgeError, UsageError
-from gru_edge.runtime.files import atomic_path, check_output
+from gru_edge.runtime.files import atomic_path, check_output, sigterm_raises
 from gru_edge.runtime.options import GenerationOptions
 from gru_edge.runtime.text import read_text_file
 
@@ -212,34 +210,16 @@ def _destination(output: Path | None) -> Iterator[_Sink]:
         return
     try:
         with (
-            _terminate_by_unwinding(output),
+            # SIGTERM unwinds (exit 143) like Ctrl-C (130): the temporary file is removed
+            sigterm_raises(
+                lambda: Terminated(f"stopped by SIGTERM; --output {output} was not written")
+            ),
             atomic_path(output) as tmp,
             open(tmp, "w", encoding="utf-8", newline="") as out,
         ):
             yield _Sink(out, streaming=False)
     except OSError as exc:
         raise UsageError(f"cannot write --output {output}: {exc.strerror or exc}") from None
-
-
-@contextlib.contextmanager
-def _terminate_by_unwinding(output: Path) -> Iterator[None]:
-    """While the block runs, SIGTERM raises Terminated (exit 143) instead of killing the process
-    on the spot, so the temporary file of a long --output is removed as the stack unwinds
-    (Ctrl-C does the same through KeyboardInterrupt, exit 130). A signal arrives between two
-    generator calls, which take milliseconds."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers (a library caller's worker thread)
-        return
-
-    def stop(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up
-        raise Terminated(f"stopped by SIGTERM; --output {output} was not written")
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

@@ -308,12 +308,10 @@ def test_a_nul_in_the_path_is_a_400_and_no_traceback(server, capsys):
 
 
 def test_a_server_error_is_a_500_and_one_line(server, capsys, monkeypatch):
-    from gru_edge import web_server
-
     def broken(self):
         raise RuntimeError("disk on fire\nsecond line")
 
-    monkeypatch.setattr(web_server._ReadOnlyHandler, "send_head", broken)
+    monkeypatch.setattr(web._ReadOnlyHandler, "send_head", broken)
     assert _request(server, "GET", "/index.html")[0] == 500
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "RuntimeError: disk on fire second line" in err, err
