@@ -6,6 +6,7 @@ and the other commands start without it.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -84,9 +85,9 @@ def web(
 
         try:
             site.serve(model, host=host, port=port, ort_dist=ort_dist, announce=announce)
-        except site.Terminated:
-            err("Stopped by SIGTERM.")
-            raise typer.Exit(143) from None  # 128 + SIGTERM, as a shell reports it
+        except site.Terminated as stop:
+            err(f"Stopped by {signal.Signals(stop.signum).name}.")
+            raise typer.Exit(128 + stop.signum) from None  # as a shell reports the signal
         except KeyboardInterrupt:
             err("Stopped.")
 

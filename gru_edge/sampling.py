@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +24,7 @@ from typing import IO, Any
 from gru_edge.cli_common import err
 from gru_edge.memory import peak_rss_mb
 from gru_edge.runtime.errors import GruEdgeError, UsageError
-from gru_edge.runtime.files import atomic_path, check_output, sigterm_raises
+from gru_edge.runtime.files import atomic_path, check_output, signals_raise
 from gru_edge.runtime.options import GenerationOptions
 from gru_edge.runtime.text import read_text_file
 
@@ -32,9 +33,13 @@ WRITE_GROUP = 1 << 12  # characters of a stream gathered per write to a file
 
 
 class Terminated(GruEdgeError):
-    """SIGTERM arrived while --output was being written; its temporary file is removed."""
+    """SIGTERM or SIGHUP arrived while --output was being written; its temporary file is
+    removed, and the exit code is what a shell reports for a process the signal ended."""
 
-    exit_code = 143  # 128 + SIGTERM, what a shell reports for a process SIGTERM ended
+    def __init__(self, signum: int, output: Path) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name}; --output {output} was not written")
+        self.exit_code = 128 + signum
 
 
 @dataclass(frozen=True)
@@ -210,10 +215,8 @@ def _destination(output: Path | None) -> Iterator[_Sink]:
         return
     try:
         with (
-            # SIGTERM unwinds (exit 143) like Ctrl-C (130): the temporary file is removed
-            sigterm_raises(
-                lambda: Terminated(f"stopped by SIGTERM; --output {output} was not written")
-            ),
+            # SIGTERM/SIGHUP unwind (exit 143/129) like Ctrl-C (130): the temporary file goes
+            signals_raise(lambda signum: Terminated(signum, output)),
             atomic_path(output) as tmp,
             open(tmp, "w", encoding="utf-8", newline="") as out,
         ):

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from gru_edge.runtime.contract import FORMAT
 from gru_edge.runtime.errors import GruEdgeError, ModelFileError, UsageError
-from gru_edge.runtime.files import sigterm_raises
+from gru_edge.runtime.files import signals_raise
 
 PAGE_FILES = ("index.html", "app.js", "protocol.js")
 MODEL_NAME = "model.onnx"  # the model's name inside the site, whatever it was called outside
@@ -225,7 +225,11 @@ def write_site(
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM while serving: unwinds like Ctrl-C, so the temporary site is removed."""
+    """SIGTERM or SIGHUP while serving: unwinds like Ctrl-C, so the temporary site is removed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 class _ReadOnlyHandler(SimpleHTTPRequestHandler):
@@ -347,9 +351,9 @@ def serve(
     announce=print,  # type: ignore[no-untyped-def]
 ) -> None:
     """Write the site to a temporary folder and serve it until Ctrl-C (KeyboardInterrupt) or
-    SIGTERM (Terminated); the folder is removed either way (SIGTERM used to leave it: 14 MB
-    with --ort-dist)."""
-    with sigterm_raises(Terminated), temporary_site(model, ort_dist) as site:
+    SIGTERM/SIGHUP (Terminated); the folder is removed either way (SIGTERM used to leave it:
+    14 MB with --ort-dist)."""
+    with signals_raise(Terminated), temporary_site(model, ort_dist) as site:
         server = make_server(site, host, port)
         with server:
             announce(url_of(server))

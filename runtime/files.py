@@ -4,8 +4,8 @@ A crash mid-write leaves the previous file intact, never a half-written one. A s
 written through: the file it points to is replaced (atomically, in that file's folder) and the
 link stays, as a plain ``open(path, "w")`` would do. ``check_output`` refuses, before any work,
 a destination that is not a regular file: renaming onto a FIFO or a device would silently
-replace it with a file, and a directory cannot be replaced. ``sigterm_raises`` makes SIGTERM
-unwind the stack like Ctrl-C, so a long write's temporary file is removed then too.
+replace it with a file, and a directory cannot be replaced. ``signals_raise`` makes SIGTERM and
+SIGHUP unwind the stack like Ctrl-C, so a long write's temporary file is removed then too.
 """
 
 from __future__ import annotations
@@ -103,23 +103,31 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         tmp.write_bytes(payload)
 
 
+# What ends a process politely besides Ctrl-C: kill's default, and a closed terminal.
+ENDING_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 @contextlib.contextmanager
-def sigterm_raises(make_error: Callable[[], BaseException]) -> Iterator[None]:
-    """While the block runs, SIGTERM raises ``make_error()`` in the main thread instead of
-    ending the process on the spot, so the stack unwinds and every temporary file or folder of
-    the block is removed, as for Ctrl-C. The signal is handled between two Python steps (a
-    generator call, a server poll). Elsewhere than the main thread (a library caller's worker)
-    signals cannot be handled, and the block runs as it is."""
+def signals_raise(make_error: Callable[[int], BaseException]) -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP raise ``make_error(signum)`` in the main thread
+    instead of ending the process on the spot, so the stack unwinds and every temporary file or
+    folder of the block is removed, as for Ctrl-C. A signal is handled between two Python steps
+    (a generator call, a server poll). Elsewhere than the main thread (a library caller's
+    worker) signals cannot be handled, and the block runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up
-        raise make_error()
+        for number in ENDING_SIGNALS:  # a second signal must not cut the clean-up short
+            signal.signal(number, signal.SIG_IGN)
+        raise make_error(signum)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {number: signal.signal(number, stop) for number in ENDING_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)

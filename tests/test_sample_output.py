@@ -261,7 +261,9 @@ def test_verbose_over_a_closed_pipe_reports_what_was_written(tmp_path, small_mod
 # --- a signal mid --output -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(
+    "signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)]
+)
 def test_a_signal_mid_output_removes_the_temporary_file(tmp_path, small_model, signum, code):
     script = Path(sys.executable).with_name("gru-edge")
     out = tmp_path / "out.txt"

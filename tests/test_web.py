@@ -331,7 +331,8 @@ def test_a_client_leaving_mid_file_is_not_an_error(server, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_sigterm_ends_serve_and_removes_the_temporary_site(small_model, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_ends_serve_and_removes_the_temporary_site(small_model, tmp_path, signum):
     temp = tmp_path / "tmp"
     temp.mkdir()
     script = Path(sys.executable).with_name("gru-edge")
@@ -346,10 +347,10 @@ def test_sigterm_ends_serve_and_removes_the_temporary_site(small_model, tmp_path
         line = proc.stdout.readline()  # "Serving ... at URL": the site is written
         assert "Serving" in line, proc.stderr.read()
         assert list(temp.glob("gru-edge-web-*"))
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert proc.returncode == 143, stderr
-    assert stderr.strip() == "Stopped by SIGTERM."
+    assert proc.returncode == 128 + signum, stderr
+    assert stderr.strip() == f"Stopped by {signum.name}."
     assert list(temp.glob("gru-edge-web-*")) == []  # (other libraries leave files of their own)
