@@ -227,6 +227,53 @@ def shared_subgraph_ort(levels: int = 60) -> bytes:
     return bytes(builder.Output())
 
 
+def shared_vector_ort(graphs: int = 300, nodes: int = 300) -> bytes:
+    """An ORT-format model whose one node lists ``graphs`` distinct graphs that all share one
+    vector of ``nodes`` references to one node: graphs x nodes tables to read in a few KB."""
+    import flatbuffers
+    from onnxruntime.tools.ort_format_model.ort_flatbuffers_py.fbs import (
+        Attribute,
+        Graph,
+        InferenceSession,
+        Model,
+        Node,
+    )
+
+    builder = flatbuffers.Builder(1024)
+    Node.Start(builder)
+    node = Node.End(builder)
+    Graph.StartNodesVector(builder, nodes)
+    for _ in range(nodes):
+        builder.PrependUOffsetTRelative(node)
+    shared = builder.EndVector()
+    tables = []
+    for index in range(graphs):
+        Graph.Start(builder)
+        Graph.AddNodes(builder, shared)
+        Graph.AddMaxNodeIndex(builder, index + 1)  # a field apart, so no two tables dedupe
+        tables.append(Graph.End(builder))
+    Attribute.StartGraphsVector(builder, graphs)
+    for table in reversed(tables):
+        builder.PrependUOffsetTRelative(table)
+    vector = builder.EndVector()
+    Attribute.Start(builder)
+    Attribute.AddGraphs(builder, vector)
+    attribute = Attribute.End(builder)
+    Node.StartAttributesVector(builder, 1)
+    builder.PrependUOffsetTRelative(attribute)
+    attributes = builder.EndVector()
+    Node.Start(builder)
+    Node.AddAttributes(builder, attributes)
+    top = _ort_graph(builder, Graph, [Node.End(builder)])
+    Model.Start(builder)
+    Model.AddGraph(builder, top)
+    model = Model.End(builder)
+    InferenceSession.Start(builder)
+    InferenceSession.AddModel(builder, model)
+    builder.Finish(InferenceSession.End(builder), file_identifier=b"ORTM")
+    return bytes(builder.Output())
+
+
 def _ort_graph(builder, graph_module, nodes: list[int]) -> int:
     graph_module.StartNodesVector(builder, len(nodes))
     for node in reversed(nodes):

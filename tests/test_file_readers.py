@@ -8,7 +8,12 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from hostile_models import shared_subgraph_ort, with_raw_metadata, write_ort_twin
+from hostile_models import (
+    shared_subgraph_ort,
+    shared_vector_ort,
+    with_raw_metadata,
+    write_ort_twin,
+)
 from onnx_models import make_model
 
 from gru_edge.runtime.errors import ModelFileError
@@ -45,6 +50,16 @@ def test_shared_subgraphs_are_walked_once():
     assert len(data) < 8000
     facts = inspect_ort_model(data)
     assert facts.has_graph and facts.opset == 18
+
+
+def test_a_vector_shared_by_many_graphs_is_refused_past_the_files_size(tmp_path):
+    data = shared_vector_ort(300, 300)  # 90,000 node references in a few KB
+    assert len(data) < 20_000
+    path = tmp_path / "vector.ort"
+    path.write_bytes(data)
+    message = _refusal(path)
+    assert "is not an ORT-format model" in message
+    assert "references the same tables more often than its size allows" in message
 
 
 def test_a_file_of_shared_subgraphs_is_refused_in_one_line(tmp_path):
