@@ -35,6 +35,7 @@ from gru_edge.runtime.errors import (
     onnxruntime_message,
     shown,
 )
+from gru_edge.runtime.generator_check import check_file_generator
 from gru_edge.runtime.onnx_proto import (
     DEFAULT_MAX_METADATA_BYTES,
     MetadataLimitError,
@@ -175,6 +176,9 @@ def load_model(
     facts = _inspect(data, path, MetadataLimits(max_bytes=max_metadata_bytes))
     metadata = read_metadata(facts.metadata, str(path), max_metadata_bytes)
     vocab = read_vocabulary(metadata, str(path))
+    # Before onnxruntime sees the graph: a generator that is not gru-edge's is refused, and so
+    # is a step holding anything but a step's operators (no Loop, ConstantOfShape, ...).
+    check_file_generator(data, metadata, len(vocab), facts.opset or MIN_OPSET, str(path))
     session, warning = _create_session(data, options, requested, device, path, facts)
     providers = list(session.get_providers())
     warning = warning or check_session_providers(device, requested, providers)

@@ -247,7 +247,7 @@ def test_export_validates_the_generator_and_writes_gru_edge_2(tmp_path, trained_
 def test_a_generator_that_draws_other_noise_fails_and_writes_nothing(
     tmp_path, trained_run, monkeypatch
 ):
-    import gru_edge.exporter.generator_graph as graph_module
+    import gru_edge.runtime.generator_pick as graph_module
     from gru_edge.exporter.export import export_run
 
     monkeypatch.setattr(graph_module, "GOLDEN", graph_module.GOLDEN ^ 1)  # not the spec's stream
