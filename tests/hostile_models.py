@@ -285,12 +285,19 @@ def _ort_graph(builder, graph_module, nodes: list[int]) -> int:
 
 
 def write_ort_twin(onnx_bytes: bytes, path: Path) -> Path:
-    """``onnx_bytes`` converted to the ORT format by onnxruntime itself, written to ``path``."""
+    """``onnx_bytes`` converted to the ORT format by onnxruntime itself, as `export --ort`
+    converts (exporter.mobile: constant folding off, which the generator check relies on),
+    written to ``path``."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(path)
     options.add_session_config_entry("session.save_model_format", "ORT")
     options.log_severity_level = 4
-    ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    ort.InferenceSession(
+        onnx_bytes,
+        options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=["NchwcTransformer", "ConstantFolding"],
+    )
     return path
