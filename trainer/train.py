@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gru_edge.runtime.errors import TrainingInterrupted, UsageError
+from gru_edge.runtime.errors import GruEdgeError, TrainingInterrupted, UsageError
 from gru_edge.trainer import rundir
 from gru_edge.trainer.cluster import (
     DEFAULT_WORKER_TIMEOUT,
     ClusterError,
     Sync,
     Worker,
+    check_open_port,
     check_timeout,
     collective_errors,
     make_strategy,
@@ -61,6 +62,7 @@ def train(
     log: Callable[[str], None] = print,
     callbacks: list[Any] | None = None,
     worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
+    allow_open_port: bool = False,
 ) -> TrainResult:
     """Train (or resume) a run on ``corpus_path`` into the run directory ``out``.
 
@@ -69,7 +71,8 @@ def train(
     to interrupt a run). The run directory is locked for the whole call (trainer/lock.py).
     In a multi-worker cluster only the chief does that; every other worker follows the chief's
     run in a private temporary folder (see _follow), and ``worker_timeout`` bounds how long a
-    worker waits for the others.
+    worker waits for the others. A multi-worker run opens TensorFlow's unauthenticated port
+    on every interface: it needs ``allow_open_port`` (cluster.check_open_port).
     """
     options, out = options or TrainOptions(), Path(out)
     say = (lambda _msg: None) if quiet else log
@@ -77,6 +80,8 @@ def train(
         raise UsageError("--resume and --force contradict each other; pick one")
     check_timeout(worker_timeout)
     worker = _cluster_worker(options)
+    if worker is not None and _multi_worker(worker, options, resume, out):
+        say(check_open_port(worker, allow_open_port))
     corpus = load_corpus(Path(corpus_path))
     if worker is not None and not worker.chief:
         return _follow(corpus, options, worker, resume, say, quiet, callbacks, worker_timeout)
@@ -86,14 +91,21 @@ def train(
     else:
         rundir.check_fresh(out, force)
     load_tf("gru-edge train")  # before anything touches the run directory
+    made = not resume and not out.exists()
     if not resume:
         rundir.make_dir(out)
-    with training_lock(out):
-        config, state, info = _claim(out, corpus, options, fresh, force, say)
-        run = _start(out, corpus, config, state, info, resume, say, tensorboard, worker_timeout)
-        again = f"gru-edge train {corpus_path} --out {out} --resume"
-        again += " on every worker" if run.sync else ""
-        _epochs(run, callbacks, quiet, worker_timeout, again)
+    try:
+        with training_lock(out):
+            config, state, info = _claim(out, corpus, options, fresh, force, say)
+            run = _start(out, corpus, config, state, info, resume, say, tensorboard, worker_timeout)
+            again = f"gru-edge train {corpus_path} --out {out} --resume"
+            again += " on every worker" if run.sync else ""
+            _epochs(run, callbacks, quiet, worker_timeout, again)
+    except BaseException:
+        if made:  # a run that failed before its first file (e.g. its cluster never formed)
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     return TrainResult(out, state.epoch, state.best_epoch, state.best, state.history)
 
 
@@ -133,6 +145,19 @@ def _cluster_worker(options: TrainOptions) -> Worker | None:
     )
 
 
+def _multi_worker(worker: Worker, options: TrainOptions, resume: bool, out: Path) -> bool:
+    """Whether this process will join TF_CONFIG's cluster: every non-chief does; the chief
+    with --strategy multi-worker, or resuming a run that was trained so."""
+    if not worker.chief or options.strategy is not None:
+        return not worker.chief or options.strategy == "multi-worker"
+    if not resume:
+        return False
+    try:
+        return rundir.read_info(out, "")["config"]["strategy"] == "multi-worker"
+    except (GruEdgeError, KeyError, TypeError):
+        return False  # load_for_resume says what is wrong with the run
+
+
 def _follow(
     corpus: Corpus,
     options: TrainOptions,
@@ -149,7 +174,7 @@ def _follow(
     tf, _ = load_tf("gru-edge train")
     with tempfile.TemporaryDirectory(prefix="gru-edge-worker-") as tmp:
         work = Path(tmp)
-        strategy = make_strategy(tf, timeout)
+        strategy = make_strategy(tf, timeout, worker, say)
         sync = Sync(tf, strategy, chief=False)
         with collective_errors(tf, timeout):
             info, state = _share(sync, work, None, None, resume)
@@ -275,7 +300,7 @@ def _start(
     if strategy is not None:
         sync = Sync(tf, strategy, chief=False)
     elif multi_worker:
-        strategy = make_strategy(tf, timeout)
+        strategy = make_strategy(tf, timeout, this_worker(), say)
         sync = Sync(tf, strategy, chief=True)
     else:
         strategy = _strategy(tf, config.strategy)
