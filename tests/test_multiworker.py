@@ -419,3 +419,22 @@ def test_a_port_in_use_is_one_line(tmp_path, tiny_corpus, index):
         "in TF_CONFIG on every worker"
     ]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.train
+def test_allow_open_port_goes_on_and_says_so_in_one_line(tmp_path, tiny_corpus, monkeypatch):
+    tf_config = {"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 0}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    # A batch larger than the corpus stops it right after the warning, before the cluster.
+    args = ["train", str(tiny_corpus), "--out", str(tmp_path / "r"), "--strategy", "multi-worker"]
+    args += ["--batch-size", "512", "--allow-open-port"]
+    result = runner.invoke(app, args)
+    assert_one_line_error(result, "whole batches only")
+    assert result.stdout.splitlines()[0] == (
+        "warning: TensorFlow's multi-worker port 1 listens on every network interface (not only "
+        "h) and runs unauthenticated commands from anyone who can reach it; keep it private "
+        "(docs/several-machines.md)"
+    )
+    quiet = runner.invoke(app, [*args, "--quiet"])
+    assert_one_line_error(quiet, "whole batches only")
+    assert quiet.stdout == ""

@@ -18,11 +18,13 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gru_edge.runtime.errors import GruEdgeError, UsageError, shown
+from gru_edge.trainer import rundir
 
 # How long a worker waits for the others: to join at the start, and in any one collective
 # operation (a step's gradient all-reduce, a broadcast). Long enough for a slow first start
@@ -118,6 +120,19 @@ def _is_address(value: Any) -> bool:
         return False
     host, port = value.rsplit(":", 1)
     return bool(host) and port.isdigit() and 1 <= int(port) <= 65535
+
+
+def joins_cluster(worker: Worker, strategy: str | None, resume: bool, out: Path) -> bool:
+    """Whether this process will join TF_CONFIG's cluster: every non-chief does; the chief
+    with --strategy multi-worker, or resuming a run that was trained so."""
+    if not worker.chief or strategy is not None:
+        return not worker.chief or strategy == "multi-worker"
+    if not resume:
+        return False
+    try:
+        return rundir.read_info(out, "")["config"]["strategy"] == "multi-worker"
+    except (GruEdgeError, KeyError, TypeError):
+        return False  # load_for_resume says what is wrong with the run
 
 
 def check_timeout(seconds: float) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gru_edge.runtime.errors import GruEdgeError, TrainingInterrupted, UsageError
+from gru_edge.runtime.errors import TrainingInterrupted, UsageError
 from gru_edge.trainer import rundir
 from gru_edge.trainer.cluster import (
     DEFAULT_WORKER_TIMEOUT,
@@ -24,6 +24,7 @@ from gru_edge.trainer.cluster import (
     check_open_port,
     check_timeout,
     collective_errors,
+    joins_cluster,
     make_strategy,
     this_worker,
 )
@@ -80,7 +81,7 @@ def train(
         raise UsageError("--resume and --force contradict each other; pick one")
     check_timeout(worker_timeout)
     worker = _cluster_worker(options)
-    if worker is not None and _multi_worker(worker, options, resume, out):
+    if worker is not None and joins_cluster(worker, options.strategy, resume, out):
         say(check_open_port(worker, allow_open_port))
     corpus = load_corpus(Path(corpus_path))
     if worker is not None and not worker.chief:
@@ -95,7 +96,10 @@ def train(
     if not resume:
         rundir.make_dir(out)
     try:
-        with training_lock(out):
+        with (
+            training_lock(out),
+            rundir.write_errors(out, f"gru-edge train {corpus_path} --out {out}"),
+        ):
             config, state, info = _claim(out, corpus, options, fresh, force, say)
             run = _start(out, corpus, config, state, info, resume, say, tensorboard, worker_timeout)
             again = f"gru-edge train {corpus_path} --out {out} --resume"
@@ -143,19 +147,6 @@ def _cluster_worker(options: TrainOptions) -> Worker | None:
         f"TF_CONFIG makes this process {worker.task} of a cluster, which only --strategy "
         f"multi-worker uses, got --strategy {options.strategy}; unset TF_CONFIG to train alone"
     )
-
-
-def _multi_worker(worker: Worker, options: TrainOptions, resume: bool, out: Path) -> bool:
-    """Whether this process will join TF_CONFIG's cluster: every non-chief does; the chief
-    with --strategy multi-worker, or resuming a run that was trained so."""
-    if not worker.chief or options.strategy is not None:
-        return not worker.chief or options.strategy == "multi-worker"
-    if not resume:
-        return False
-    try:
-        return rundir.read_info(out, "")["config"]["strategy"] == "multi-worker"
-    except (GruEdgeError, KeyError, TypeError):
-        return False  # load_for_resume says what is wrong with the run
 
 
 def _follow(
