@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -444,3 +445,22 @@ def test_allow_open_port_goes_on_and_says_so_in_one_line(tmp_path, tiny_corpus, 
     quiet = runner.invoke(app, [*args, "--quiet"])
     assert_one_line_error(quiet, "whole batches only")
     assert quiet.stdout == ""
+
+
+@pytest.mark.train
+def test_resuming_a_multi_worker_run_needs_allow_open_port_too(
+    tmp_path, trained_run, tiny_corpus, monkeypatch
+):
+    # No --strategy on the command line: the run's own config.json says multi-worker.
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    info = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    info["config"]["strategy"] = "multi-worker"
+    (run / "config.json").write_text(json.dumps(info), encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    tf_config = {"cluster": {"worker": ["h:5", "h:6"]}, "task": {"type": "worker", "index": 0}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    args = ["train", str(tiny_corpus), "--out", str(run), "--resume", "--epochs", "5"]
+    result = runner.invoke(app, args)
+    assert_one_line_error(result, "multi-worker port 5 listens on every", "--allow-open-port")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
