@@ -260,7 +260,7 @@ def test_drawn_seed_is_reported_and_repeats(node, workdir, models):
 
 def test_unknown_prime_character(node, workdir, models):
     line = _both_refuse(node, workdir, models["small"], "--prime", "tick ✓", "-l", 10)
-    assert '"✓"' in line
+    assert "'✓'" in line
     assert _node(node, workdir, models["small"], "--prime", "✓").returncode == 2
 
 

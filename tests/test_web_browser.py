@@ -184,7 +184,10 @@ def test_the_screenshot_is_a_png(pages):
 
 @pytest.mark.parametrize(
     ("site", "needles"),
-    [("garbage", ["not an ONNX model file"]), ("v1", ["gru-edge/1", "gru-edge/2", "re-export"])],
+    [
+        ("garbage", ["not an ONNX model (truncated or corrupt"]),
+        ("v1", ["gru-edge/1", "gru-edge/2", "re-export"]),
+    ],
 )
 def test_a_bad_model_file_gets_a_message_in_the_page(site, needles, node, served):
     _, base = served
