@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from hostile_models import PLACES, with_raw_metadata, write_external_in
 from onnx_models import DEFAULT_VOCAB, write_model
-from tool_checks import require
+from tool_checks import INSTALL, require
 from typer.testing import CliRunner
 
 from gru_edge import web
@@ -29,7 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 JS = REPO / "js"
 PAGE = REPO / "gru_edge" / "webpage"
 NODE_EXAMPLE = REPO / "examples" / "node"
-INSTALL = "Node 18+ and `bash .ci/install-js`"
 # Prints, for each file named after the package's folder, JSON of the message that the
 # package's inspectModel refuses it with, or null.
 INSPECT = """

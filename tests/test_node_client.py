@@ -2,8 +2,9 @@
 
 Both run the model file's own generator (gru-edge/2) with the same feeds, so their stdout must
 agree byte for byte: greedy and sampled, with top-k and top-p, for short and long primes,
-non-ASCII primes and stacked GRUs. Needs node and `npm install --onnxruntime-node-install=skip`
-in examples/node; without them the tests are skipped, except under CI (CI set), where they fail.
+non-ASCII primes and stacked GRUs. Needs node and examples/node's npm packages (the js/ package
+and onnxruntime-node: `bash .ci/install-js`); without them the tests are skipped, except under CI
+(CI set), where they fail.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx_models import DEFAULT_VOCAB, OPSET, default_metadata, write_model
-from tool_checks import require
+from tool_checks import INSTALL, require
 from typer.testing import CliRunner
 
 from gru_edge.cli import app
@@ -25,7 +26,6 @@ from gru_edge.exporter.generator_graph import add_generator
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "examples" / "node"
 SCRIPT = NODE_DIR / "generate.js"
-INSTALL = "cd examples/node && npm install --onnxruntime-node-install=skip"
 runner = CliRunner()
 
 
@@ -38,7 +38,7 @@ def node() -> str:
         problem = "node is not on PATH"
     elif not (NODE_DIR / "node_modules" / "onnxruntime-node" / "package.json").is_file():
         problem = "examples/node/node_modules lacks onnxruntime-node"
-    require(problem, f"Node 18+ and `{INSTALL}`", "the Node client's test")
+    require(problem, INSTALL, "the Node client's test")
     return exe
 
 
