@@ -307,3 +307,38 @@ def test_missing_model_and_help(node, workdir, models):
     assert _node(node, workdir).returncode == 2
     shown = _node(node, workdir, "--help")
     assert shown.returncode == 0 and b"--top-p" in shown.stdout
+
+
+# --- nothing raw reaches the terminal ----------------------------------------------------------
+
+
+def test_a_vocabulary_with_escape_sequences_is_refused_as_python_refuses_it(
+    node, workdir, tmp_path
+):
+    vocab = [*DEFAULT_VOCAB[:5], "\x1b", *DEFAULT_VOCAB[6:]]
+    model = write_model(tmp_path / "escape.onnx", units=16, seed=1, vocab=vocab)
+    line = _both_refuse(node, workdir, model, "-l", 20, "--seed", 1)
+    python = _python(model, "-l", 20, "--seed", 1)
+    assert line + "\n" == python.stderr
+    assert "vocabulary entry 5 is '\\x1b', a control character" in line
+    assert b"\x1b" not in _node(node, workdir, model, "-l", "20").stderr
+
+
+def test_control_characters_in_a_message_are_escaped(node, workdir):
+    js = _node(node, workdir, "no\x1b]0;title\x07\nsuch.onnx")
+    assert js.returncode == 1 and js.stdout == b""
+    assert (
+        js.stderr
+        == b"Error: model file not found: no\\x1b]0;title\\x07\\x0asuch.onnx; check the path\n"
+    )
+
+
+def test_a_keras_file_or_run_directory_gets_the_export_command(node, workdir, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "model.keras").write_bytes(b"PK\x03\x04" + bytes(40))
+    for path in (run, run / "model.keras"):
+        line = _both_refuse(node, workdir, path)
+        assert line + "\n" == _python(path).stderr
+        assert "gru-edge export" in line
