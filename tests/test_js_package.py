@@ -102,8 +102,9 @@ def test_onnxruntime_web_is_pinned_once_and_read_from_there():
     assert "ORT_VERSION" in (REPO / ".ci" / "install-js").read_text()
     shown = runner.invoke(app, ["web", "--help"], env={"COLUMNS": "200"}).stdout
     assert f"onnxruntime-web {pin}" in " ".join(shown.split())
-    docs = (REPO / "docs" / "javascript.md").read_text(encoding="utf-8")
-    assert set(re.findall(r"onnxruntime-web@([0-9][\w.\-]*)", docs)) == {pin}
+    for page in ("javascript.md", "browser.md"):
+        docs = (REPO / "docs" / page).read_text(encoding="utf-8")
+        assert set(re.findall(r"onnxruntime-web@([0-9][\w.\-]*)", docs)) == {pin}, page
 
 
 def test_the_installed_onnxruntime_web_is_the_pinned_one():
