@@ -96,7 +96,14 @@ class _OneLineErrors(_TidyHelp, TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-app = typer.Typer(
+class _App(typer.Typer):
+    """The Typer app whose commands are _Command unless a registration says otherwise."""
+
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or _Command, **kwargs)
+
+
+app = _App(
     cls=_OneLineErrors,
     no_args_is_help=True,
     add_completion=False,
@@ -125,10 +132,10 @@ def _main(
     """Train a character-level GRU, export it to ONNX, and sample it anywhere."""
 
 
-# Registered here, in the order `--help` lists them; every command with the tidy help.
-app.command(cls=_Command)(cli_training.train)
-app.command(cls=_Command)(cli_training.export)
-app.command(cls=_Command)(cli_runtime.sample)
-app.command(cls=_Command)(cli_runtime.info)
-app.command(cls=_Command)(cli_runtime.bench)
-app.command(cls=_Command)(cli_web.web)
+# Registered here, in the order `--help` lists them.
+app.command()(cli_training.train)
+app.command()(cli_training.export)
+app.command()(cli_runtime.sample)
+app.command()(cli_runtime.info)
+app.command()(cli_runtime.bench)
+app.command()(cli_web.web)

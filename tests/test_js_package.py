@@ -107,6 +107,14 @@ def test_onnxruntime_web_is_pinned_once_and_read_from_there():
         assert set(re.findall(r"onnxruntime-web@([0-9][\w.\-]*)", docs)) == {pin}, page
 
 
+def test_the_docs_install_the_onnxruntime_node_the_example_pins():
+    example = json.loads((NODE_EXAMPLE / "package.json").read_text(encoding="utf-8"))
+    pin = example["dependencies"]["onnxruntime-node"]
+    for page in (REPO / "docs" / "javascript.md", JS / "README.md"):
+        named = set(re.findall(r"onnxruntime-node@([0-9][\w.\-]*)", page.read_text("utf-8")))
+        assert named == {pin}, page
+
+
 def test_the_installed_onnxruntime_web_is_the_pinned_one():
     installed = REPO / "tests" / "browser" / "node_modules" / "onnxruntime-web" / "package.json"
     require(
