@@ -42,7 +42,8 @@
   const EXTERNAL = 1;
   const SPARSE_PARTS = [1, 2]; // values, indices
 
-  const utf8 = new TextDecoder('utf-8'); // replaces what is not UTF-8, as Python's errors="replace"
+  // replaces what is not UTF-8 and keeps a leading U+FEFF, as Python's errors="replace"
+  const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
   class ProtoError extends Error {}
 

@@ -21,6 +21,10 @@
   const CONTROL = /\p{Cc}/u;
   const SURROGATE = /\p{Cs}/u;
 
+  // ignoreBOM: a leading U+FEFF stays, as in Python's decode (TextDecoder would drop it)
+  const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  const lenientUtf8 = new TextDecoder('utf-8', { ignoreBOM: true });
+
   class VocabularyError extends Error {}
 
   function hex(cp, width) {
@@ -142,6 +146,11 @@
   // Bytes as Python's bytes.decode("utf-8", errors="backslashreplace"): [text, offset of the
   // first byte that is not UTF-8 or -1].
   function decodeUtf8(bytes) {
+    try {
+      return [strictUtf8.decode(bytes), -1]; // the usual case, at native speed
+    } catch (e) {
+      // not UTF-8: found and escaped below, a byte at a time
+    }
     let out = '';
     let first = -1;
     let i = 0;
@@ -161,7 +170,7 @@
         i += 1;
         continue;
       }
-      out += new TextDecoder('utf-8').decode(bytes.subarray(i, i + size));
+      out += lenientUtf8.decode(bytes.subarray(i, i + size));
       i += size;
     }
     return [out, first];

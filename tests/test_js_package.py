@@ -155,6 +155,7 @@ VOCABULARIES = {
     "quote": _with_entry("it's"),
     "repeats": [*DEFAULT_VOCAB, "a", "é", "é", "\u00a0", "\u00a0"],
     "not JSON": '["a", "\x1b',
+    "a byte order mark first": '\ufeff["a"]',
     "empty": "[]",
     "an object, not a list": '{"a": 1}',
     "nested": "[" * 40 + "]" * 40,
@@ -237,6 +238,7 @@ def test_what_the_python_loader_accepts_the_package_accepts(node, tmp_path):
         "private use": _with_entry("\ue000"),
         "astral": _with_entry("\U0001f680"),
         "right-to-left override": _with_entry("\u202e"),
+        "byte order mark": _with_entry("\ufeff"),
     }
     paths = [_vocab_model(tmp_path, f"ok{i}", v) for i, v in enumerate(allowed.values())]
     for path in paths:

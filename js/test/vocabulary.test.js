@@ -71,6 +71,8 @@ test('readMetadata refuses what is not UTF-8, a repeated key, and too many bytes
   const fail = (m) => new Error(m);
   const bytes = (s) => new TextEncoder().encode(s);
   assert.deepEqual([...V.readMetadata([[bytes('a'), bytes('é')]], 'm.onnx', fail)], [['a', 'é']]);
+  const bom = [[bytes('\ufeffk'), Uint8Array.from([0xef, 0xbb, 0xbf, 0x61, 0xff])]];
+  assert.throws(() => V.readMetadata(bom, 'm.onnx', fail), /of metadata key '\\ufeffk' is not valid UTF-8 \(byte 0xff at offset 4 of '\\ufeffa\\\\xff'\)/);
   assert.throws(
     () => V.readMetadata([[bytes('a'), bytes('1')], [bytes('a'), bytes('2')]], 'm.onnx', fail),
     /^Error: m.onnx has metadata key 'a' more than once/,
