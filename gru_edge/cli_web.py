@@ -6,7 +6,9 @@ and the other commands start without it.
 
 from __future__ import annotations
 
+import re
 import signal
+from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +17,13 @@ import typer
 from gru_edge.cli_common import call, err
 
 _SERVE = "Serving"
+
+
+def _ort_web_version() -> str:
+    """The onnxruntime-web version the page loads from the CDN: its one pin, in app.js."""
+    app_js = (resources.files("gru_edge") / "webpage" / "app.js").read_text(encoding="utf-8")
+    found = re.search(r"^const ORT_VERSION = '([^']+)';", app_js, re.MULTILINE)
+    return found.group(1) if found else "pinned in app.js"
 
 
 # Long by declaration only: Typer reads each parameter as an option.
@@ -35,7 +44,7 @@ def web(
         typer.Option(
             help="onnxruntime-web's dist/ folder (npm install onnxruntime-web): its files are "
             "copied into the site, which then works offline.",
-            show_default="the public CDN, onnxruntime-web 1.30.0",
+            show_default=f"the public CDN, onnxruntime-web {_ort_web_version()}",
         ),
     ] = None,
     serve: Annotated[

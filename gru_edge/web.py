@@ -34,7 +34,8 @@ from gru_edge.runtime.contract import FORMAT
 from gru_edge.runtime.errors import GruEdgeError, ModelFileError, UsageError
 from gru_edge.runtime.files import signals_raise
 
-PAGE_FILES = ("index.html", "app.js", "protocol.js")
+# The JavaScript files are copies of the package in js/ (tests/test_js_package.py checks them).
+PAGE_FILES = ("index.html", "app.js", "onnx-reader.js", "vocabulary.js", "protocol.js")
 MODEL_NAME = "model.onnx"  # the model's name inside the site, whatever it was called outside
 ORT_FOLDER = "ort"
 # What the page loads from onnxruntime-web's dist/: the WASM-only ES module and, since the

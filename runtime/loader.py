@@ -62,6 +62,10 @@ MAX_THREADS = 256
 # as an exception, which gru-edge reports on its one line.
 _FATAL_ONLY = 4
 MIN_OPSET = 7  # the oldest ai.onnx opset onnxruntime guarantees; the newest comes from onnxruntime
+# What a user gives instead of the .onnx file, by the first bytes: the fix is an export, not a
+# re-export. (A run directory's own files, see _directory_error.)
+_KERAS_FILES = ((b"PK\x03\x04", "a zip archive"), (b"\x89HDF\r\n\x1a\n", "an HDF5 file"))
+_EXPORT_FIRST = "export its run directory to one: gru-edge export RUN_DIR --out model.onnx"
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ def read_model_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     except OSError as exc:
         raise ModelFileError(f"cannot read model file {path}: {exc.strerror}") from None
     if stat.S_ISDIR(info.st_mode):
-        raise ModelFileError(f"{path} is a directory; pass the .onnx file inside it")
+        raise _directory_error(path)
     if not stat.S_ISREG(info.st_mode):
         raise ModelFileError(f"{path} is not a regular file; pass an .onnx file")
     if info.st_size == 0:
@@ -125,6 +129,16 @@ def read_model_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     if len(data) > max_bytes:
         raise too_big
     return data
+
+
+def _directory_error(path: Path) -> ModelFileError:
+    """A training run's directory gets the command that makes a model file of it."""
+    if (path / "config.json").is_file() and (path / "model.keras").exists():
+        return ModelFileError(
+            f"{path} is a training run directory, not a model file; export it first: "
+            f"gru-edge export {path} --out model.onnx"
+        )
+    return ModelFileError(f"{path} is a directory; pass the .onnx file inside it")
 
 
 def check_threads(threads: int | None) -> None:
@@ -222,6 +236,11 @@ def _inspect(data: bytes, path: Path, limits: MetadataLimits) -> ProtoFacts:
     """The file's facts from its protobuf (or its FlatBuffers, for the ORT format); refuse what
     is not a model, has external data or too much metadata, or imports no ai.onnx opset or one
     older than onnxruntime supports."""
+    for magic, kind in _KERAS_FILES:
+        if data.startswith(magic):
+            raise ModelFileError(
+                f"{path} is a Keras model ({kind}), not an ONNX model; {_EXPORT_FIRST}"
+            )
     ort_format = is_ort_format(data)
     try:
         facts = inspect_ort_model(data, limits) if ort_format else inspect_model(data, limits)

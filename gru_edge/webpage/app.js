@@ -1,7 +1,8 @@
 // gru-edge's web page: loads onnxruntime-web and the model, shows the model's facts, and streams
 // the text of the model's in-graph generator into #output: exactly what `gru-edge sample` writes
-// for the same settings (without its final newline). The protocol is protocol.js's, shared with
-// examples/node.
+// for the same settings (without its final newline). The protocol is protocol.js's (with
+// onnx-reader.js and vocabulary.js): copies of the JavaScript package in js/, which
+// examples/node uses too.
 //
 // For scripts and headless browsers: the settings come from the URL query (prime, length,
 // temperature, top_k, top_p, seed, autostart=1); #output holds the prime plus the generated
@@ -79,13 +80,7 @@ async function loadModel(name) {
   // Check the bytes before loading onnxruntime: a bad file gets its message at once.
   P.inspectModel(bytes, name);
   ort = await loadOrt();
-  const opened = await P.openModel(ort, bytes, name, {
-    executionProviders: ['wasm'],
-    graphOptimizationLevel: 'all',
-    logSeverityLevel: 3,
-    // as gru-edge does: the same matrix kernels for the prime as for the generator's Scan
-    extra: { session: { disable_prepacking: '1' } },
-  });
+  const opened = await P.openModel(ort, bytes, name, P.sessionOptions('wasm'));
   return { ...opened, size: bytes.length };
 }
 
