@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from gru_edge.runtime.contract import REEXPORT
-from gru_edge.runtime.errors import ModelFileError, onnxruntime_message
+from gru_edge.runtime.errors import GruEdgeError, ModelFileError, onnxruntime_message
 
 
 def run_failed(exc: Exception) -> ModelFileError:
@@ -24,6 +24,8 @@ def run(session: Any, outputs: list[str], feeds: dict[str, Any]) -> list[np.ndar
     """``session.run``, with its errors as run_failed."""
     try:
         return session.run(outputs, feeds)
+    except GruEdgeError:  # raised by a signal handler as the call returned (files.signals_raise)
+        raise
     except Exception as exc:  # onnxruntime's exceptions derive from Exception only
         raise run_failed(exc) from None
 
