@@ -13,6 +13,7 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from gru_edge import cli_runtime, cli_training, cli_web
+from gru_edge.cli_common import error
 from gru_edge.runtime.version import __version__
 
 
@@ -90,8 +91,8 @@ class _OneLineErrors(_TidyHelp, TyperGroup):
                 return super().main(*args, **kwargs)  # bare `gru-edge`: the help, as usual
             ctx = getattr(exc, "ctx", None)
             hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
-            message = " ".join(getattr(exc, "format_message", exc.__str__)().split()).rstrip(".")
-            typer.echo(f"Error: {message}{hint}", err=True)
+            message = getattr(exc, "format_message", exc.__str__)().strip().rstrip(".")
+            error(f"{message}{hint}")
             sys.exit(exc.exit_code)
         sys.exit(code if isinstance(code, int) else 0)
 

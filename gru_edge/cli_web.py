@@ -7,6 +7,7 @@ and the other commands start without it.
 from __future__ import annotations
 
 import re
+import signal
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -80,7 +81,7 @@ def web(
                 "give either --out DIR (write the site) or --serve (serve it), not both"
             )
         if out is not None:
-            written = site.write_site(model, out, ort_dist=ort_dist, force=force)
+            written = site.write_site(model, out, ort_dist=ort_dist, force=force, note=err)
             err(f"Wrote the site to {written}; serve that folder over HTTP and open index.html")
             return
         if force:
@@ -93,6 +94,9 @@ def web(
 
         try:
             site.serve(model, host=host, port=port, ort_dist=ort_dist, announce=announce)
+        except site.Terminated as stop:
+            err(f"Stopped by {signal.Signals(stop.signum).name}.")
+            raise typer.Exit(128 + stop.signum) from None  # as a shell reports the signal
         except KeyboardInterrupt:
             err("Stopped.")
 

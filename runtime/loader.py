@@ -35,7 +35,15 @@ from gru_edge.runtime.errors import (
     onnxruntime_message,
     shown,
 )
-from gru_edge.runtime.onnx_proto import ProtoError, ProtoFacts, inspect_model
+from gru_edge.runtime.generator_check import check_file_generator
+from gru_edge.runtime.onnx_proto import (
+    DEFAULT_MAX_METADATA_BYTES,
+    MetadataLimitError,
+    MetadataLimits,
+    ProtoError,
+    ProtoFacts,
+    inspect_model,
+)
 from gru_edge.runtime.ort_format import inspect_ort_model, is_ort_format
 from gru_edge.runtime.providers import (
     CPU,
@@ -47,7 +55,6 @@ from gru_edge.runtime.providers import (
 from gru_edge.runtime.vocabulary import Vocabulary
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # a GRU(512) over 200 characters is ~5 MB
-DEFAULT_MAX_METADATA_BYTES = 1024 * 1024
 # Each onnxruntime thread reserves its own stack and spins while waiting: 99999 of them took
 # 16 GB. 256 is far past any gain for a GRU step and still bounded.
 MAX_THREADS = 256
@@ -180,9 +187,12 @@ def load_model(
         available = ort.get_available_providers()
     requested = resolve_providers(device, available)
     data = read_model_bytes(path, max_bytes)
-    facts = _inspect(data, path)
+    facts = _inspect(data, path, MetadataLimits(max_bytes=max_metadata_bytes))
     metadata = read_metadata(facts.metadata, str(path), max_metadata_bytes)
     vocab = read_vocabulary(metadata, str(path))
+    # Before onnxruntime sees the graph: a generator that is not gru-edge's is refused, and so
+    # is a step holding anything but a step's operators (no Loop, ConstantOfShape, ...).
+    check_file_generator(data, metadata, len(vocab), facts.opset or MIN_OPSET, str(path))
     session, warning = _create_session(data, options, requested, device, path, facts)
     providers = list(session.get_providers())
     warning = warning or check_session_providers(device, requested, providers)
@@ -222,10 +232,10 @@ def quiet_onnxruntime() -> None:
     ort.set_default_logger_severity(_FATAL_ONLY)
 
 
-def _inspect(data: bytes, path: Path) -> ProtoFacts:
+def _inspect(data: bytes, path: Path, limits: MetadataLimits) -> ProtoFacts:
     """The file's facts from its protobuf (or its FlatBuffers, for the ORT format); refuse what
-    is not a model, has external data, or imports no ai.onnx opset or one older than
-    onnxruntime supports."""
+    is not a model, has external data or too much metadata, or imports no ai.onnx opset or one
+    older than onnxruntime supports."""
     for magic, kind in _KERAS_FILES:
         if data.startswith(magic):
             raise ModelFileError(
@@ -233,7 +243,9 @@ def _inspect(data: bytes, path: Path) -> ProtoFacts:
             )
     ort_format = is_ort_format(data)
     try:
-        facts = inspect_ort_model(data) if ort_format else inspect_model(data)
+        facts = inspect_ort_model(data, limits) if ort_format else inspect_model(data, limits)
+    except MetadataLimitError as exc:
+        raise ModelFileError(f"{path} {exc}; {REEXPORT}") from None
     except ProtoError as exc:
         kind = "an ORT-format model" if ort_format else "an ONNX model"
         raise ModelFileError(

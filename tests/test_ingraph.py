@@ -154,7 +154,8 @@ def _without_input_default(model: onnx.ModelProto, name: str) -> None:
     [
         (
             lambda m: _without_input_default(m, "seed"),
-            "has inputs ['ids', 'seed', 'state']",
+            "its generator is not the one gru-edge writes for its step (input 'seed' has no "
+            "default)",
         ),
         (
             lambda m: m.metadata_props[0].__setattr__("value", "gru-edge/1"),

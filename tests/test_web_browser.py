@@ -203,3 +203,10 @@ def test_bad_settings_get_a_message_in_the_page(node, served):
     (page,) = _drive(node, [_page_url(base, "small", {"top_p": "2", "length": 10})])
     assert page["state"] == "error"
     assert "top_p must be in (0, 1]" in page["error"]
+
+
+def test_the_page_caps_its_length(node, served):
+    _, base = served
+    (page,) = _drive(node, [_page_url(base, "small", {"length": 10**12})])
+    assert page["state"] == "error" and page["output"] == ""
+    assert "length must be at most 1,000,000 on this page" in page["error"], page["error"]

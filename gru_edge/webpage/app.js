@@ -16,6 +16,9 @@ const ORT_CDN = `https://cdn.jsdelivr.net/npm/onnxruntime-web@${ORT_VERSION}/dis
 const ORT_MODULE = 'ort.wasm.min.mjs'; // the WASM-only build: no WebGPU/WebGL code to load
 const WARMUP_MS = 1000; // V8 tiers up the WASM during the first second or so: steady speed after it
 const YIELD_MS = 50; // give the browser a chance to paint at least this often while generating
+// The most characters one run of the page generates (~15 s at the measured 50-80k chars/s): a
+// page opened with length=1000000000000 would otherwise generate until the tab is closed.
+const MAX_LENGTH = 1000000;
 
 const P = globalThis.gruEdgeProtocol;
 const $ = (id) => document.getElementById(id);
@@ -119,7 +122,11 @@ function settingsFromForm() {
   pick('top_k', 'topK');
   pick('top_p', 'topP');
   pick('seed', 'seed');
-  return P.checkOptions(raw, NAMES);
+  const options = P.checkOptions(raw, NAMES);
+  if (options.length > MAX_LENGTH) {
+    throw new Error(`length must be at most ${MAX_LENGTH.toLocaleString('en')} on this page, got ${options.length.toLocaleString('en')}; gru-edge sample writes longer texts`);
+  }
+  return options;
 }
 
 function randomSeed() {
