@@ -206,3 +206,13 @@ def test_the_host_step_refuses_logits_of_another_width():
         step(np.array([[1, 2]], dtype=np.int64), state)  # a prime: a plain run
     with pytest.raises(ModelFileError, match="onnxruntime failed while running the model"):
         step(step.ids_buffer, step._a)  # a bound one-id step: onnxruntime refuses the buffer
+
+
+def test_a_step_only_file_gets_the_steps_limits_too(tmp_path):
+    from tampered_models import allocating_step
+
+    model = make_model(units=8, seed=3, generator=False)
+    allocating_step(model)
+    path = write_model(tmp_path / "old.onnx", model)
+    _refused(path, "step node 'alloc' is a 'ConstantOfShape', which no gru-edge step holds")
+    assert not load_model(write_model(tmp_path / "ok.onnx", generator=False, units=8)).has_generator
