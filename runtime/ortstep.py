@@ -88,7 +88,7 @@ class OrtStep:
             # other shapes, which run_failed reports. run_options=None keeps this call cheap.
             try:
                 self._run(binding)
-            except Exception as exc:
+            except checked_run.ONNXRUNTIME_ERRORS as exc:
                 raise checked_run.run_failed(exc) from None
             return self._logits, state_out
         return self._plain(ids, state)
