@@ -132,7 +132,7 @@ def train(
             "--allow-open-port",
             help="--strategy multi-worker: go on although TensorFlow's port listens on every "
             "network interface and runs unauthenticated commands from anyone who reaches it "
-            "(keep it private: docs/several-machines.md).",
+            "(how to keep it private: several-machines.md in the docs).",
         ),
     ] = False,
 ) -> None:

@@ -47,6 +47,14 @@
 
   class ProtoError extends Error {}
 
+  // The metadata passed a limit while it was read (the message starts "carries ...").
+  class MetadataLimitError extends ProtoError {}
+
+  // As the Python reader's: metadata is refused by its running size and entry count as it is
+  // read, so a file of millions of empty entries costs no memory before its refusal.
+  const METADATA_LIMITS = { maxBytes: 1024 * 1024, maxEntries: 4096 };
+  const count = (n) => n.toLocaleString('en-US');
+
   // [value, position after it]; the value is a Number below 2**49, else a BigInt.
   function varint(buf, pos, end) {
     let value = 0;
@@ -105,9 +113,24 @@
 
   // What a client needs to know of a ModelProto: {irVersion, opset, graph ([field start, body
   // start, body end] or null), externalTensors (names), metadata ([key bytes, value bytes], in file order)}.
-  // Throws ProtoError where the wire format is broken.
-  function inspectModel(bytes) {
+  // Throws ProtoError where the wire format is broken, MetadataLimitError as soon as the
+  // metadata passes `limits`.
+  function inspectModel(bytes, limits = METADATA_LIMITS) {
     const facts = { irVersion: null, opset: null, graph: null, externalTensors: [], metadata: [] };
+    let entries = 0;
+    let size = 0;
+    const countEntry = (a, b) => {
+      entries += 1;
+      for (const [n, w, c, d] of fields(bytes, a, b)) if ((n === 1 || n === 2) && w === 2) size += d - c;
+      if (size > limits.maxBytes) {
+        throw new MetadataLimitError(`carries ${count(size)}+ bytes of metadata, over the ${count(limits.maxBytes)}-byte limit`);
+      }
+      if (entries > limits.maxEntries) {
+        throw new MetadataLimitError(
+          `carries ${count(entries)}+ metadata entries, over the ${count(limits.maxEntries)}-entry limit`,
+        );
+      }
+    };
     for (const [num, wire, a, b, from] of fields(bytes, 0, bytes.length)) {
       if (wire === 0 && num === M_IR_VERSION) facts.irVersion = a;
       else if (wire !== 2) continue;
@@ -117,7 +140,10 @@
       } else if (num === M_OPSET) {
         const [domain, version] = opset(bytes, a, b);
         if ((domain === '' || domain === 'ai.onnx') && version !== null) facts.opset = version;
-      } else if (num === M_METADATA) facts.metadata.push(entry(bytes, a, b));
+      } else if (num === M_METADATA) {
+        countEntry(a, b);
+        facts.metadata.push(entry(bytes, a, b));
+      }
       else if (num === M_TRAINING_INFO) {
         for (const [n, w, c, d] of fields(bytes, a, b)) if (T_GRAPHS.includes(n) && w === 2) graph(bytes, c, d, facts, 1);
       } else if (num === M_FUNCTIONS) functionProto(bytes, a, b, facts);
@@ -249,5 +275,5 @@
     ]);
   }
 
-  return { ProtoError, MAX_DEPTH, fields, inspectModel, withFeedableInputs };
+  return { ProtoError, MetadataLimitError, METADATA_LIMITS, MAX_DEPTH, fields, inspectModel, withFeedableInputs };
 });

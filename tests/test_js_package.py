@@ -192,6 +192,8 @@ def hostile(tmp_path_factory) -> dict[str, Path]:
     files["metadata over 1 MiB"] = _raw(
         folder, "big", with_raw_metadata(good, b"pad", b"x" * 2**20)
     )
+    entries = b"".join(with_raw_metadata(b"", f"k{i}".encode(), b"") for i in range(4097))
+    files["4,097 metadata entries"] = _raw(folder, "many", good + entries)
     files["truncated"] = _raw(folder, "truncated", good[: len(good) // 2])
     files["garbage"] = _raw(folder, "garbage", b"\x08\x07not an onnx file")
     files["field number 0"] = _raw(folder, "zero", b"\x08\x07\x00\x01")

@@ -9,6 +9,7 @@ and onnxruntime-node: `bash .ci/install-js`); without them the tests are skipped
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -342,3 +343,16 @@ def test_a_keras_file_or_run_directory_gets_the_export_command(node, workdir, tm
         line = _both_refuse(node, workdir, path)
         assert line + "\n" == _python(path).stderr
         assert "gru-edge export" in line
+
+
+def test_what_is_no_model_file_is_refused_as_python_refuses_it(node, workdir, tmp_path):
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    fifo = tmp_path / "fifo.onnx"
+    os.mkfifo(fifo)  # reading it would block: both refuse it unread
+    huge = tmp_path / "huge.onnx"
+    with open(huge, "wb") as handle:
+        handle.truncate(256 * 1024 * 1024 + 1)  # sparse: refused by its size, unread
+    for path in (empty, fifo, huge, tmp_path, tmp_path / "missing.onnx"):
+        line = _both_refuse(node, workdir, path)
+        assert line + "\n" == _python(path).stderr

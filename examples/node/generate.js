@@ -92,6 +92,8 @@ function parseArgs(argv) {
 
 // ---------------------------------------------------------------- the model
 
+const MAX_BYTES = 256 * 1024 * 1024; // as gru-edge's loader: a GRU(512) over 200 characters is ~5 MB
+
 // The file's bytes, refused as gru-edge sample refuses a path that is no model file.
 function readModelFile(file) {
   let info;
@@ -110,12 +112,22 @@ function readModelFile(file) {
     }
     throw new ModelError(`${file} is a directory; pass the .onnx file inside it`);
   }
+  if (!info.isFile()) throw new ModelError(`${file} is not a regular file; pass an .onnx file`);
   if (info.size === 0) throw new ModelError(`model file ${file} is empty; ${protocol.REEXPORT}`);
+  const tooBig = () =>
+    new ModelError(
+      `model file ${file} is over the ${MAX_BYTES.toLocaleString('en-US')}-byte limit ` +
+        `(${info.size.toLocaleString('en-US')} bytes); is it a gru-edge model?`,
+    );
+  if (info.size > MAX_BYTES) throw tooBig();
+  let bytes;
   try {
-    return fs.readFileSync(file);
+    bytes = fs.readFileSync(file);
   } catch (e) {
     throw new ModelError(`cannot read model file ${file}: ${e.message}`);
   }
+  if (bytes.length > MAX_BYTES) throw tooBig();
+  return bytes;
 }
 
 async function loadModel(ort, file) {

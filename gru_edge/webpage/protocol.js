@@ -124,6 +124,7 @@
     try {
       facts = reader.inspectModel(bytes);
     } catch (e) {
+      if (e instanceof reader.MetadataLimitError) throw new ModelError(`${name} ${e.message}; ${REEXPORT}`);
       if (!(e instanceof reader.ProtoError)) throw e;
       throw new ModelError(`${name} is not an ONNX model (truncated or corrupt: ${e.message}); ${REEXPORT}`);
     }

@@ -91,3 +91,20 @@ test('withFeedableInputs drops only the initializers that are also inputs', () =
   assert.equal(after.metadata.length, 1);
   assert.equal(after.opset, 18);
 });
+
+test('metadata is refused by its running size and count, as it is read', () => {
+  const limited = (data, limits) => {
+    try {
+      R.inspectModel(data, limits);
+    } catch (e) {
+      assert.ok(e instanceof R.MetadataLimitError);
+      return e.message;
+    }
+    return null;
+  };
+  const three = model(graph(), metadata('a', 'xx'), metadata('b', 'yy'), metadata('c', 'zz'));
+  assert.equal(limited(three, { maxBytes: 8, maxEntries: 10 }), 'carries 9+ bytes of metadata, over the 8-byte limit');
+  assert.equal(limited(three, { maxBytes: 100, maxEntries: 2 }), 'carries 3+ metadata entries, over the 2-entry limit');
+  assert.equal(limited(three, { maxBytes: 9, maxEntries: 3 }), null);
+  assert.deepEqual(R.METADATA_LIMITS, { maxBytes: 1048576, maxEntries: 4096 });
+});
