@@ -10,16 +10,20 @@ from typing import Any
 import onnx
 from onnx import helper, numpy_helper
 
-from gru_edge.runtime.generator_build import MIN_OPSET, build_generator
+from gru_edge.runtime.generator_build import MIN_OPSET, VERSION_1, build_generator
 from gru_edge.runtime.generator_spec import ATTRIBUTE_KINDS, Attr, Graph, Node, Tensor, ValueInfo
 
 __all__ = ["MIN_OPSET", "add_generator", "step_graph"]
 
 
-def add_generator(model: onnx.ModelProto, vocab_size: int, state_width: int) -> None:
-    """Add the generator to a contract step model, in place (see runtime.generator_build)."""
+def add_generator(
+    model: onnx.ModelProto, vocab_size: int, state_width: int, version: str = VERSION_1
+) -> None:
+    """Add the generator to a contract step model, in place (see runtime.generator_build).
+    A ``version`` other than VERSION_1 must also be written as the file's ``generator``
+    metadata (META_GENERATOR), or the loader derives the first version and refuses the file."""
     graph = model.graph
-    gen = build_generator(step_graph(graph), vocab_size, state_width)
+    gen = build_generator(step_graph(graph), vocab_size, state_width, version)
     graph.input.extend(_value_info(info) for info in gen.inputs)
     graph.initializer.extend(_tensor(t) for t in gen.defaults)
     graph.node.extend(_node(n) for n in gen.nodes)

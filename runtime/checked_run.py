@@ -10,7 +10,19 @@ from typing import Any
 import numpy as np
 
 from gru_edge.runtime.contract import REEXPORT
-from gru_edge.runtime.errors import GruEdgeError, ModelFileError, onnxruntime_message
+from gru_edge.runtime.errors import ModelFileError, onnxruntime_message
+
+
+def _onnxruntime_errors() -> tuple[type[Exception], ...]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    found = [c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception)]
+    return (*found, RuntimeError)
+
+
+# What onnxruntime raises while a model runs; nothing else (a signal's exception raised while
+# a call was running, for one) is caught here.
+ONNXRUNTIME_ERRORS = _onnxruntime_errors()
 
 
 def run_failed(exc: Exception) -> ModelFileError:
@@ -24,9 +36,7 @@ def run(session: Any, outputs: list[str], feeds: dict[str, Any]) -> list[np.ndar
     """``session.run``, with its errors as run_failed."""
     try:
         return session.run(outputs, feeds)
-    except GruEdgeError:  # raised by a signal handler as the call returned (files.signals_raise)
-        raise
-    except Exception as exc:  # onnxruntime's exceptions derive from Exception only
+    except ONNXRUNTIME_ERRORS as exc:
         raise run_failed(exc) from None
 
 

@@ -18,9 +18,6 @@ their defaults).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from gru_edge.runtime import contract
 from gru_edge.runtime.errors import ModelFileError, shown
 from gru_edge.runtime.generator_build import (
@@ -30,9 +27,15 @@ from gru_edge.runtime.generator_build import (
     VERSIONS,
     build_generator,
 )
+from gru_edge.runtime.generator_compare import differences, structure_differs
 from gru_edge.runtime.generator_pick import PREFIX
-from gru_edge.runtime.generator_spec import Attr, Graph, Node, Tensor, has_subgraphs
-from gru_edge.runtime.generator_structure import Structure
+from gru_edge.runtime.generator_spec import (
+    NUMPY_TYPES,
+    Graph,
+    Tensor,
+    has_subgraphs,
+)
+from gru_edge.runtime.generator_structure import Defaults
 
 # What tf2onnx makes of a tf-keras Embedding/one-hot input, GRU layers (fused GRU, or a
 # Keras 3 GRU's pieces outside a Loop), Dropout at inference, Dense and their glue, plus the
@@ -45,11 +48,6 @@ STEP_OPS = frozenset(
     f"{_OPS} Sigmoid Slice Split Softmax Squeeze Sub Tanh Transpose Unsqueeze".split()
 )
 _DEFAULT_NAMES = {name for name, _, _ in GENERATOR_INPUTS}
-Defaults = Callable[[str], dict[str, Attr]]
-
-
-def _no_defaults(op_type: str) -> dict[str, Attr]:
-    return {}
 
 
 def check_generator(
@@ -70,19 +68,14 @@ def check_generator(
             f"{where}: generator version {shown(version)} (metadata {META_GENERATOR!r}) is not "
             f"one this gru-edge knows ({', '.join(VERSIONS)}); upgrade gru-edge or re-export"
         )
-    step = _step(graph, where)
     width = _state_width(graph, where)
-    # The logits' declared width where the file states one: a vocabulary of another size is
-    # refused later, by the contract check, in its own words.
-    logits = next((o for o in graph.outputs if o.name == contract.OUTPUT_LOGITS), None)
-    declared = logits.shape if logits is not None else None
-    if declared and len(declared) == 2 and isinstance(declared[1], int) and declared[1] > 0:
-        vocab_size = declared[1]
+    vocab_size = _logits_width(graph, vocab_size)
+    step = _step(graph, vocab_size, where)
     expected = build_generator(step, vocab_size, width, version)
     if defaults is None:
-        problem = _differences(graph, step, expected, _no_defaults)
+        problem = differences(graph, step, expected)
     else:
-        problem = _differences(graph, step, expected, defaults, structural=True)
+        problem = structure_differs(graph, step, expected, defaults)
     if problem:
         raise ModelFileError(
             f"{where}: its generator is not the one gru-edge writes for its step ({problem}); "
@@ -90,8 +83,10 @@ def check_generator(
         )
 
 
-def _step(graph: Graph, where: str) -> Graph:
-    """The step's nodes and initializers, refused if they do what a step cannot."""
+def _step(graph: Graph, vocab_size: int, where: str, generator: bool = True) -> Graph:
+    """The step's nodes and initializers, refused if they do what a step cannot (a OneHot's
+    depth, which sizes what it allocates, must be the vocabulary's size). Without a
+    ``generator`` what the step reads is left to the contract check, which names it better."""
     nodes = [n for n in graph.nodes if not n.name.startswith(PREFIX)]
     inits = [
         t
@@ -111,16 +106,43 @@ def _step(graph: Graph, where: str) -> Graph:
                 "(a step is a GRU, a Dense layer and their glue); re-export the model"
             )
         unknown = [name for name in node.inputs if name not in known]
-        if unknown:
+        if unknown and generator:
             raise ModelFileError(
                 f"{where}: {label} reads {shown(unknown[0])}, which is not ids, state, a weight "
                 "or another step node's output; re-export the model"
+            )
+        if node.op_type == "OneHot" and not _holds(inits, node.inputs[1:2], vocab_size):
+            raise ModelFileError(
+                f"{where}: {label} one-hot encodes to another depth than the vocabulary's "
+                f"{vocab_size} characters; re-export the model"
             )
         bad = [n for n in node.outputs if n.startswith(PREFIX) or n in _DEFAULT_NAMES]
         if bad:
             raise ModelFileError(f"{where}: {label} writes {shown(bad[0])}; re-export the model")
         known.update(node.outputs)
     return Graph(graph.name, nodes, [], [], inits)
+
+
+def _logits_width(graph: Graph, vocab_size: int) -> int:
+    """The logits' declared width where the file states one, else ``vocab_size``: a vocabulary
+    of another size is refused later, by the contract check, in its own words."""
+    logits = next((o for o in graph.outputs if o.name == contract.OUTPUT_LOGITS), None)
+    declared = logits.shape if logits is not None else None
+    if declared and len(declared) == 2 and isinstance(declared[1], int) and declared[1] > 0:
+        return declared[1]
+    return vocab_size
+
+
+def _holds(inits: list[Tensor], names: tuple[str, ...], value: int) -> bool:
+    """Whether ``names`` is one initializer holding the single number ``value``."""
+    tensor = next((t for t in inits if names and t.name == names[0]), None)
+    if tensor is None or tensor.data is None or tensor.elem not in NUMPY_TYPES:
+        return False
+    try:
+        array = tensor.array()
+    except ValueError:  # its bytes do not fill its dims
+        return False
+    return array.size == 1 and array.reshape(-1)[0] == value
 
 
 def _state_width(graph: Graph, where: str) -> int:
@@ -133,172 +155,12 @@ def _state_width(graph: Graph, where: str) -> int:
     return dims[1]
 
 
-def _differences(
-    graph: Graph, step: Graph, expected: Any, defaults: Defaults, structural: bool = False
-) -> str:
-    """The first difference between the file's generator and ``expected``, or ""."""
-    infos = {i.name: i for i in graph.inputs}
-    for want in expected.inputs:
-        got = infos.get(want.name)
-        if got is None or (got.elem, got.shape) != (want.elem, want.shape):
-            return f"input {shown(want.name)}"
-    outputs = {o.name: o for o in graph.outputs}
-    for want in expected.outputs:
-        got = outputs.get(want.name)
-        if got is None or (got.elem, got.shape) != (want.elem, want.shape):
-            return f"output {shown(want.name)}"
-    inits = {t.name: t for t in graph.initializers}
-    for want in expected.defaults:
-        if want.name not in inits:
-            return f"input {shown(want.name)} has no default"
-        if _tensor_key(inits[want.name]) != _tensor_key(want):
-            return f"the default of input {shown(want.name)} differs"
-    if structural:
-        return _structure_differs(graph, step, expected, defaults)
-    step_inits = {t.name for t in step.initializers} | _DEFAULT_NAMES
-    got_consts = {name: t for name, t in inits.items() if name not in step_inits}
-    want_consts = {t.name: t for t in expected.constants}
-    problem = _compare_constants(got_consts, want_consts, "")
-    if problem:
-        return problem
-    generated = [n for n in graph.nodes if n.name.startswith(PREFIX)]
-    return _compare_nodes(generated, expected.nodes, "", defaults)
-
-
-def _structure_differs(graph: Graph, step: Graph, expected: Any, defaults: Defaults) -> str:
-    """runtime.generator_structure's comparison (for `.ort` files, which onnxruntime optimised
-    when it wrote them): what the generator's outputs are computed from, and every node."""
-    derived = Graph(
-        graph.name,
-        step.nodes + expected.nodes,
-        graph.inputs,
-        graph.outputs,
-        [*step.initializers, *expected.defaults, *expected.constants],
-    )
-    missing = _missing
-    try:
-        mine = Structure(graph, defaults, missing, top_level=True)
-        want = Structure(derived, defaults, missing, top_level=True)
-        for out in expected.outputs:
-            if mine.value(out.name) != want.value(out.name):
-                return f"what output {shown(out.name)} is computed from"
-        generated = [n for n in graph.nodes if n.name.startswith(PREFIX)]
-        if mine.nodes(generated) != want.nodes(expected.nodes):
-            return "the nodes of its generator"
-    except RecursionError:
-        return "a chain of nodes too long to compare"
-    return ""
-
-
-def _missing(name: str) -> str:
-    return f"missing {name}"
-
-
-def _compare_constants(got: dict[str, Tensor], want: dict[str, Tensor], where: str) -> str:
-    for name, tensor in want.items():
-        if name not in got:
-            return f"constant {shown(name)}{where} is missing"
-        if _tensor_key(got[name]) != _tensor_key(tensor):
-            return f"constant {shown(name)}{where} differs"
-    extra = sorted(set(got) - set(want))
-    return f"unexpected constant {shown(extra[0])}{where}" if extra else ""
-
-
-def _compare_nodes(got: list[Node], want: list[Node], where: str, defaults: Defaults) -> str:
-    by_name: dict[str, Node] = {}
-    for node in got:
-        if node.name in by_name:
-            return f"two nodes named {shown(node.name)}{where}"
-        by_name[node.name] = node
-    names = {n.name for n in want}
-    extra = [n.name for n in got if n.name not in names]
-    if extra:
-        return f"unexpected node {shown(extra[0])}{where}"
-    for node in want:
-        other = by_name.get(node.name)
-        if other is None:
-            return f"node {shown(node.name)}{where} is missing"
-        label = f"node {shown(node.name)}{where}"
-        for field in ("op_type", "domain", "inputs", "outputs"):
-            if getattr(other, field) != getattr(node, field):
-                return f"{label}: its {field.replace('_', ' ')} differs"
-        problem = _compare_attrs(other.attrs, node.attrs, label, defaults(node.op_type), defaults)
-        if problem:
-            return problem
-    return ""
-
-
-def _compare_attrs(
-    got: tuple[Attr, ...],
-    want: tuple[Attr, ...],
-    label: str,
-    implied: dict[str, Attr],
-    defaults: Defaults,
-) -> str:
-    wanted = {a.name for a in want}
-    got = tuple(a for a in got if a.name in wanted or implied.get(a.name, a) != a)
-    if sorted(a.name for a in got) != sorted(wanted):
-        return f"{label}: its attributes differ"
-    mine = {a.name: a for a in got}
-    for attr in want:
-        other = mine[attr.name]
-        what = f"{label}: attribute {shown(attr.name)} differs"
-        if other.kind != attr.kind:
-            return what
-        if attr.kind == "graph":
-            where = f" in {attr.name} of {label[5:]}"
-            problem = _compare_graphs(other.value, attr.value, where, defaults)
-            if problem:
-                return problem
-        elif attr.kind == "tensor":
-            if _tensor_key(other.value) != _tensor_key(attr.value):
-                return what
-        elif attr.kind in ("graphs", "tensors") or other.value != attr.value:
-            return what  # the generator uses neither; a step copy's are refused in the step
-    return ""
-
-
-def _compare_graphs(got: Graph, want: Graph, where: str, defaults: Defaults) -> str:
-    """Subgraphs: inputs and outputs by name, constants (Constant nodes or initializers, which
-    onnxruntime turns them into) by value, the other nodes as _compare_nodes."""
-    if [i.name for i in got.inputs] != [i.name for i in want.inputs]:
-        return f"the inputs{where} differ"
-    if [o.name for o in got.outputs] != [o.name for o in want.outputs]:
-        return f"the outputs{where} differ"
-    got_consts, got_nodes = _split_constants(got)
-    want_consts, want_nodes = _split_constants(want)
-    return _compare_constants(got_consts, want_consts, where) or _compare_nodes(
-        got_nodes, want_nodes, where, defaults
-    )
-
-
-def _split_constants(graph: Graph) -> tuple[dict[str, Tensor], list[Node]]:
-    consts = {t.name: t for t in graph.initializers}
-    nodes = []
-    for node in graph.nodes:
-        value = node.attrs[0] if len(node.attrs) == 1 else Attr("", "", None)
-        if (
-            node.op_type == "Constant"
-            and node.domain in ("", "ai.onnx")
-            and (value.name, value.kind, len(node.outputs)) == ("value", "tensor", 1)
-        ):
-            consts[node.outputs[0]] = value.value
-            continue
-        nodes.append(node)
-    return consts, nodes
-
-
-def _tensor_key(tensor: Tensor | None) -> tuple:
-    if tensor is None:
-        return ()
-    return (tensor.elem, tuple(tensor.dims), tensor.data)
-
-
 def check_file_generator(
     data: bytes, metadata: dict[str, str], vocab_size: int, opset: int, where: str
 ) -> None:
-    """check_generator for a file's bytes (ONNX or ORT format), when the file has a generator
-    (any of its inputs, outputs or nodes); a step-only file (gru-edge/1) passes."""
+    """check_generator for a file's bytes (ONNX or ORT format) when the file has a generator
+    (any of its inputs, outputs or nodes); a step-only file (gru-edge/1) gets the step's
+    limits alone."""
     from gru_edge.runtime.onnx_graph import read_main_graph
     from gru_edge.runtime.onnx_proto import ProtoError
     from gru_edge.runtime.ort_format import is_ort_format
@@ -317,3 +179,5 @@ def check_file_generator(
     ):
         defaults = schema_defaults(opset) if ort_format else None
         check_generator(graph, vocab_size, metadata.get(META_GENERATOR), where, defaults)
+    else:
+        _step(graph, _logits_width(graph, vocab_size), where, generator=False)

@@ -49,6 +49,7 @@ class Structure:
             info.name: (info.name if top_level else i) for i, info in enumerate(graph.inputs)
         }
         self._memo: dict[str, str] = {}
+        self._node_attrs: dict[int, tuple] = {}
         self._graph = graph
 
     def value(self, name: str) -> str:
@@ -97,6 +98,14 @@ class Structure:
         )
 
     def _attrs(self, node: Node) -> tuple:
+        # Once per node: an If's three outputs would otherwise digest its branches three times,
+        # and so on at every depth.
+        key = id(node)
+        if key not in self._node_attrs:
+            self._node_attrs[key] = self._attrs_of(node)
+        return self._node_attrs[key]
+
+    def _attrs_of(self, node: Node) -> tuple:
         implied = self._defaults(node.op_type)
         kept = []
         for attr in sorted(node.attrs, key=lambda a: a.name):

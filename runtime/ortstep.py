@@ -63,7 +63,7 @@ class OrtStep:
         self._values = values  # keep the OrtValues (and the memory they wrap) alive
         self._a_to_b = self._binding(values[0], values[1])
         self._b_to_a = self._binding(values[1], values[0])
-        self._run_binding = session.run_with_iobinding
+        self._run = session.run_with_iobinding
         self._vocab, self._units = vocab_size, units
 
     def _binding(self, state_in: ort.OrtValue, state_out: ort.OrtValue) -> ort.IOBinding:
@@ -78,26 +78,20 @@ class OrtStep:
         return binding
 
     def __call__(self, ids: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
-        if ids.shape == self._one:
-            if state is self._a:
-                if ids is not self._ids:
-                    np.copyto(self._ids, ids)
-                self._run(self._a_to_b)
-                return self._logits, self._b
-            if state is self._b:
-                if ids is not self._ids:
-                    np.copyto(self._ids, ids)
-                self._run(self._b_to_a)
-                return self._logits, self._a
+        if ids.shape == self._one and (state is self._a or state is self._b):
+            binding, state_out = (
+                (self._a_to_b, self._b) if state is self._a else (self._b_to_a, self._a)
+            )
+            if ids is not self._ids:
+                np.copyto(self._ids, ids)
+            # The outputs are bound to buffers of the contract's shapes: onnxruntime refuses
+            # other shapes, which run_failed reports. run_options=None keeps this call cheap.
+            try:
+                self._run(binding)
+            except checked_run.ONNXRUNTIME_ERRORS as exc:
+                raise checked_run.run_failed(exc) from None
+            return self._logits, state_out
         return self._plain(ids, state)
-
-    def _run(self, binding: ort.IOBinding) -> None:
-        # The outputs are bound to buffers of the contract's shapes: onnxruntime refuses
-        # other shapes, which run_failed reports. run_options=None keeps this call cheap.
-        try:
-            self._run_binding(binding)
-        except Exception as exc:
-            raise checked_run.run_failed(exc) from None
 
     @property
     def ids_buffer(self) -> np.ndarray:

@@ -151,6 +151,12 @@ def allocating_step(model: onnx.ModelProto) -> None:
     )
 
 
+def deep_one_hot(model: onnx.ModelProto) -> None:
+    """The step's OneHot made 10**12 deep (the GRU would refuse it, after the allocation)."""
+    depth = next(t for t in model.graph.initializer if t.name == "depth")
+    depth.CopyFrom(numpy_helper.from_array(np.array([10**12], dtype=np.int64), "depth"))
+
+
 def step_reads_temperature(model: onnx.ModelProto) -> None:
     """The step's logits scaled by the generator's temperature input: the host loop, which
     leaves it at its default, would differ from the graph."""
@@ -177,6 +183,10 @@ EDITS: dict[str, tuple[Callable[[onnx.ModelProto], None], str]] = {
     "steps default 10**12": (steps_default, "the default of input 'steps' differs"),
     "a renamed node": (renamed_node, "unexpected node 'gen/r/Squeeze10x'"),
     "ConstantOfShape in the step": (allocating_step, "step node 'alloc' is a 'ConstantOfShape'"),
+    "OneHot 10**12 deep in the step": (
+        deep_one_hot,
+        "one-hot encodes to another depth than the vocabulary's",
+    ),
     "step reads temperature": (step_reads_temperature, "step node 't' reads 'temperature'"),
 }
 

@@ -212,7 +212,7 @@ def test_every_validation_stage_runs_and_one_error_names_them_all(
     tmp_path, trained_run, monkeypatch
 ):
     import gru_edge.exporter.export as export_module
-    import gru_edge.exporter.generator_graph as graph_module
+    import gru_edge.runtime.generator_pick as graph_module
 
     # the step does not match the trained model, and the generator draws other noise
     monkeypatch.setattr(export_module, "build_stepper", _stepper_with(lambda k: k * 1.01))

@@ -206,3 +206,32 @@ def test_the_host_step_refuses_logits_of_another_width():
         step(np.array([[1, 2]], dtype=np.int64), state)  # a prime: a plain run
     with pytest.raises(ModelFileError, match="onnxruntime failed while running the model"):
         step(step.ids_buffer, step._a)  # a bound one-id step: onnxruntime refuses the buffer
+
+
+def test_a_step_only_file_gets_the_steps_limits_too(tmp_path):
+    from tampered_models import allocating_step
+
+    model = make_model(units=8, seed=3, generator=False)
+    allocating_step(model)
+    path = write_model(tmp_path / "old.onnx", model)
+    _refused(path, "step node 'alloc' is a 'ConstantOfShape', which no gru-edge step holds")
+    assert not load_model(write_model(tmp_path / "ok.onnx", generator=False, units=8)).has_generator
+
+
+def test_the_structural_comparison_digests_each_subgraph_once(monkeypatch):
+    # An If's outputs each need its branches' digest; computed per output, nested Ifs cost
+    # 3^depth (an .ort check took 480 ms): each subgraph is digested once per side.
+    from gru_edge.runtime.generator_structure import Structure
+
+    calls = []
+    original = Structure.subgraph
+    monkeypatch.setattr(Structure, "subgraph", lambda self, g: calls.append(g) or original(self, g))
+    graph = read_main_graph(make_model(units=8, seed=3).SerializeToString())
+    check_generator(graph, 70, None, "f.ort", schema_defaults(18))
+    assert len(calls) == 2 * _graph_attributes(graph)
+
+
+def _graph_attributes(graph) -> int:
+    return sum(
+        1 + _graph_attributes(a.value) for n in graph.nodes for a in n.attrs if a.kind == "graph"
+    )
