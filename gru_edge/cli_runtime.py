@@ -92,6 +92,16 @@ def sample(
             rich_help_panel=_RUNTIME,
         ),
     ] = "auto",
+    stop: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--stop",
+            help="End the text before the first occurrence of STRING (not printed); "
+            "repeat for several.",
+            show_default=False,
+            rich_help_panel=_SAMPLING,
+        ),
+    ] = None,
     num_samples: Annotated[
         int,
         typer.Option(
@@ -160,6 +170,7 @@ def sample(
             mode=mode,  # type: ignore[arg-type]  # checked by GenerationOptions
             unknown=unknown,  # type: ignore[arg-type]
             engine=engine,  # type: ignore[arg-type]
+            stop=tuple(stop or ()),
         )
         request = SampleRequest(
             model=model,
