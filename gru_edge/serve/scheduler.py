@@ -17,6 +17,7 @@ seed, offset and settings are one value for every row of a call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,6 +111,7 @@ class BatchScheduler:
         self._wake = asyncio.Event()
         self._closing = False
         self._broken: list[tuple[Row, str]] = []  # rows whose logits broke in the last round
+        self._busy: asyncio.Future | None = None  # the round running in the worker thread
         self.rounds = 0  # rounds run, and the most rows one had: for tests and /health
         self.peak_rows = 0
 
@@ -154,6 +156,12 @@ class BatchScheduler:
             row._finish("", f"error: {message}")
         self.wake()
 
+    async def wait_idle(self) -> None:
+        """Wait for the round in the worker thread, if any, to end (after cancelling run)."""
+        if self._busy is not None:
+            with contextlib.suppress(BaseException):
+                await self._busy
+
     async def run(self) -> None:
         """The scheduler's task: rounds while there are rows, idle otherwise."""
         while True:
@@ -165,10 +173,15 @@ class BatchScheduler:
             joining = self._waiting[: self.max_batch - len(self._rows)]
             del self._waiting[: len(joining)]
             joining = [row for row in joining if not row.finished]
+            if not self._rows and not joining:
+                continue  # every waiting row was abandoned: never run a batch of 0 rows
             left = max((row.spec.length - row.emitted for row in self._rows + joining), default=1)
             steps = max(1, min(ROUND_STEPS, left))
+            # Shielded: a cancelled task must not leave a round running on a session that is
+            # about to be freed; stop() waits for it.
+            self._busy = asyncio.ensure_future(asyncio.to_thread(self._round, joining, steps))
             try:
-                ids = await asyncio.to_thread(self._round, joining, steps)
+                ids = await asyncio.shield(self._busy)
             except NonFiniteLogits as exc:  # a broken model: every open row gets the message
                 for row in self._rows:
                     row._finish("", f"error: {exc}")
@@ -184,7 +197,8 @@ class BatchScheduler:
                     row._deliver(self._vocab.decode_rows(row_ids[None, :count])[0])
 
     def _leave(self) -> None:
-        """Drop finished rows from the batch arrays."""
+        """Drop finished rows from the batch arrays and the queue."""
+        self._waiting = [row for row in self._waiting if not row.finished]
         keep = [i for i, row in enumerate(self._rows) if not row.finished]
         if len(keep) == len(self._rows):
             return

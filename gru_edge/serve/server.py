@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -154,6 +155,6 @@ def serving_in_thread(config: ServeConfig) -> Iterator[str]:
             threading.Event().wait(0.01)
         yield f"http://{config.host}:{sock.getsockname()[1]}"
     finally:
-        server.should_exit = True
+        server.handle_exit(signal.SIGTERM, None)  # what a stop signal does
         thread.join(timeout=30)
         sock.close()
