@@ -18,6 +18,7 @@ from gru_edge.sampling import SampleRequest, run_sample
 
 _SAMPLING = "Sampling"
 _RUNTIME = "Runtime"
+_SERVE = "Service (--serve)"
 
 
 # Long by declaration only: Typer reads each parameter as an option (see the module doc).
@@ -225,8 +226,33 @@ def bench(
     threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads.")] = 1,
     repeats: Annotated[int, typer.Option(help="Measurements per figure; the median is shown.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Measure `gru-edge serve MODEL` instead: concurrent streaming clients over "
+            "loopback (needs [serve]).",
+            rich_help_panel=_SERVE,
+        ),
+    ] = False,
+    clients: Annotated[
+        str,
+        typer.Option(
+            help="Numbers of concurrent clients, comma-separated.", rich_help_panel=_SERVE
+        ),
+    ] = "1,8,64",
+    chars: Annotated[
+        int, typer.Option(help="Characters each request asks for.", rich_help_panel=_SERVE)
+    ] = 2000,
+    seconds: Annotated[
+        float, typer.Option(help="Seconds each number of clients runs.", rich_help_panel=_SERVE)
+    ] = 10.0,
 ) -> None:
-    """Measure chars/s of the notebook's loop and of the ONNX runtime, side by side."""
+    """Measure chars/s of the notebook's loop and of the ONNX runtime, side by side (with
+    --serve: of the service under concurrent clients)."""
+    if serve:
+        _bench_serve(models, clients, chars, seconds, as_json)
+        return
 
     def action():
         from gru_edge.bench import run_bench
@@ -249,3 +275,29 @@ def bench(
         if len(reports) > 1:
             texts.append(format_comparison(reports))
         typer.echo("\n\n".join(texts))
+
+
+def _bench_serve(models: list[Path], clients: str, chars: int, seconds: float, as_json: bool):
+    """`bench --serve`: gru_edge.serve.load for the first model."""
+
+    def action():
+        from gru_edge.runtime.errors import UsageError
+        from gru_edge.serve.load import run_load
+
+        if len(models) != 1:
+            raise UsageError(f"bench --serve measures one model file, got {len(models)}")
+        try:
+            counts = [int(c) for c in clients.split(",")]
+        except ValueError:
+            raise UsageError(f"--clients takes numbers like 1,8,64, got {clients!r}") from None
+        return run_load(models[0], counts, chars=chars, seconds=seconds, log=err)
+
+    report = call(action)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        from gru_edge.serve.load import format_load
+
+        typer.echo(format_load(report))

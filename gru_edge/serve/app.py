@@ -196,15 +196,17 @@ async def _events(
     open_rows, written = len(rows), 0
     try:
         while open_rows:
-            index, text, reason = await queue.get()
-            if reason and reason.startswith("error: "):
-                error = ApiError(503, reason.removeprefix("error: "), kind="server_error")
+            pieces = await _ready(queue)
+            failed = [r for _, _, r in pieces if r and r.startswith("error: ")]
+            if failed:
+                error = ApiError(503, failed[0].removeprefix("error: "), kind="server_error")
                 yield _event(error.body())
                 break
-            written += len(text)
-            choice = {"text": text, "index": index, "logprobs": None, "finish_reason": reason}
-            yield _event({**head, "choices": [choice]})
-            open_rows -= reason is not None
+            for index, text, reason in pieces:
+                written += len(text)
+                choice = {"text": text, "index": index, "logprobs": None, "finish_reason": reason}
+                yield _event({**head, "choices": [choice]})
+                open_rows -= reason is not None
         else:
             if completion.include_usage:
                 yield _event({**head, "choices": [], "usage": _usage(prompt_chars, written)})
@@ -212,6 +214,20 @@ async def _events(
     finally:
         for row in rows:  # finished rows ignore it; a gone client's rows leave the batch
             row.cancel()
+
+
+async def _ready(queue: asyncio.Queue) -> list[tuple[int, str, str | None]]:
+    """The next piece and every one already waiting, merged per choice (in order): a client
+    that reads slower than the batch writes gets fewer, larger events, not a backlog."""
+    merged: dict[int, tuple[str, str | None]] = {}
+    item = await queue.get()
+    while True:
+        index, text, reason = item
+        held, _ = merged.get(index, ("", None))
+        merged[index] = (held + text, reason)
+        if queue.empty():
+            return [(index, text, reason) for index, (text, reason) in merged.items()]
+        item = queue.get_nowait()
 
 
 def _event(data: dict) -> str:

@@ -1,0 +1,198 @@
+"""`gru-edge bench --serve`: drive a `gru-edge serve` process with concurrent streaming clients
+over loopback for a bounded time, and report what a user of the service sees.
+
+For each number of clients: every client sends streaming completions of ``chars`` characters
+back to back (each with its own seed) until ``seconds`` have passed; the report gives the
+characters received per second by all clients together, the time from sending a request to its
+first character (p50, p99), the requests that failed, and the server's peak RSS (VmHWM of its
+process, Linux) over the whole run. The server runs in its own process, so the clients' work
+is not counted in its memory; on a small machine they share its cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from gru_edge.runtime.errors import MissingExtraError, UsageError
+from gru_edge.serve.server import served_name
+
+
+@dataclass
+class LoadRow:
+    clients: int
+    chars_per_s: float
+    first_char_p50_ms: float
+    first_char_p99_ms: float
+    requests: int  # completed
+    errors: int
+    ratio: float = 1.0  # aggregate chars/s to the first row's
+
+
+@dataclass
+class LoadReport:
+    model: str
+    chars: int  # per request
+    seconds: float  # per row
+    rows: list[LoadRow] = field(default_factory=list)
+    server_peak_rss_mb: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_load(
+    model: Path,
+    clients: list[int],
+    *,
+    chars: int = 2000,
+    seconds: float = 10.0,
+    log=lambda _m: None,
+) -> LoadReport:
+    """Start `gru-edge serve MODEL` on a free loopback port and measure each row."""
+    try:
+        import httpx  # noqa: F401
+    except ImportError:
+        raise MissingExtraError(
+            "bench --serve needs httpx; install it: pip install 'gru-edge[serve]' httpx"
+        ) from None
+    if not clients or any(c < 1 for c in clients):
+        raise UsageError(f"--clients takes whole numbers >= 1, got {clients}")
+    if chars < 1 or not seconds > 0:
+        raise UsageError(f"--chars must be >= 1 and --seconds > 0, got {chars} and {seconds}")
+    command = [_command(), "serve", str(model), "--port", "0", "--max-tokens", str(chars)]
+    command += ["--max-queue", str(max(clients)), "--max-batch", str(max(clients))]
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        base = _wait_for_url(server)
+        report = LoadReport(str(model), chars, seconds)
+        for count in clients:
+            log(f"driving {count} streaming client(s) for {seconds:g} s")
+            report.rows.append(
+                asyncio.run(_drive(base, served_name(Path(model)), count, chars, seconds))
+            )
+        report.server_peak_rss_mb = _peak_rss_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    first = report.rows[0].chars_per_s or 1.0
+    for row in report.rows:
+        row.ratio = row.chars_per_s / first
+    return report
+
+
+def format_load(report: LoadReport) -> str:
+    """A Markdown table and the server's memory."""
+    lines = [
+        f"gru-edge serve {report.model}: streaming clients over loopback, {report.chars:,} "
+        f"characters a request, {report.seconds:g} s a row",
+        "",
+        "| clients | chars/s, all clients | vs 1 client | first char p50 | first char p99 "
+        "| requests | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r.clients} | {r.chars_per_s:,.0f} | {r.ratio:.1f}x | {r.first_char_p50_ms:.1f} ms "
+        f"| {r.first_char_p99_ms:.1f} ms | {r.requests:,} | {r.errors} |"
+        for r in report.rows
+    ]
+    if report.server_peak_rss_mb is not None:
+        lines += ["", f"- server peak RSS over the run: {report.server_peak_rss_mb:.0f} MB"]
+    return "\n".join(lines)
+
+
+async def _drive(base: str, model: str, clients: int, chars: int, seconds: float) -> LoadRow:
+    import httpx
+
+    firsts: list[float] = []
+    received = [0]
+    done, errors = [0], [0]
+    deadline = time.perf_counter() + seconds
+
+    async def client(number: int, http: httpx.AsyncClient) -> None:
+        request = 0
+        while time.perf_counter() < deadline:
+            body = {"model": model, "prompt": "The ", "max_tokens": chars, "stream": True}
+            body["seed"] = number * 1_000_003 + request
+            request += 1
+            sent, first = time.perf_counter(), True
+            try:
+                async with http.stream("POST", f"{base}/v1/completions", json=body) as response:
+                    if response.status_code != 200:
+                        errors[0] += 1
+                        await response.aread()
+                        continue
+                    async for line in response.aiter_lines():
+                        if not line.startswith("data: {"):
+                            continue
+                        event = json.loads(line[6:])
+                        if "error" in event:
+                            errors[0] += 1
+                            break
+                        text = event["choices"][0]["text"]
+                        if text and first:
+                            firsts.append(time.perf_counter() - sent)
+                            first = False
+                        if time.perf_counter() < deadline:
+                            received[0] += len(text)
+                    else:
+                        done[0] += 1
+            except httpx.HTTPError:
+                errors[0] += 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(i, http) for i in range(clients)))
+        elapsed = min(time.perf_counter() - started, seconds)
+    ms = sorted(1000 * f for f in firsts) or [float("nan")]
+    return LoadRow(
+        clients,
+        received[0] / elapsed,
+        statistics.median(ms),
+        ms[min(len(ms) - 1, int(0.99 * len(ms)))],
+        done[0],
+        errors[0],
+    )
+
+
+def _command() -> str:
+    found = shutil.which("gru-edge", path=str(Path(sys.executable).parent)) or shutil.which(
+        "gru-edge"
+    )
+    if found is None:
+        raise UsageError("bench --serve starts the gru-edge command, which is not on PATH")
+    return found
+
+
+def _wait_for_url(server: subprocess.Popen) -> str:
+    assert server.stderr is not None
+    seen = []
+    for line in server.stderr:
+        seen.append(line.strip())
+        found = re.search(r"at (http://\S+)/v1 ", line)
+        if found:
+            # Keep reading its stderr, or a chatty server would block on a full pipe.
+            threading.Thread(target=server.stderr.read, daemon=True).start()
+            return found.group(1)
+    raise UsageError(f"gru-edge serve did not start: {seen[-1] if seen else 'no output'}")
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
