@@ -9,6 +9,14 @@ and its own settings, so its characters are drawn exactly as the host loop draws
 seed. The steps run in a worker thread (onnxruntime releases the GIL), so the event loop keeps
 serving while a round runs.
 
+Every step runs at least two rows: a row alone is stepped beside a copy of itself. onnxruntime's
+CPU kernels give a row the same bits in any batch of two or more, but round a batch of one
+differently (a matrix-vector path), and state carries such a difference on until a near-tie
+flips a character. Padded, a row's text depends only on its file, prime, seed and settings,
+never on the other requests in the batch: choice i of a request seeded s is sample i + 1 of
+`gru-edge sample -n N --seed s` for any N >= 2 (see docs/serve.md for what that means for
+`sample -n 1`).
+
 The model is stepped through its gru-edge/1 signature (ids, state -> logits, state_out), which
 every gru-edge file has, old ones included; the in-graph generator is not used, because its
 seed, offset and settings are one value for every row of a call.
@@ -219,9 +227,7 @@ class BatchScheduler:
             ids = self._sample(logits, noise)
             out[:, k] = ids
             self._positions += np.uint64(1)
-            logits, state = self._session.run(
-                _OUTPUTS, {contract.INPUT_IDS: ids[:, None], contract.INPUT_STATE: state}
-            )
+            logits, state = self._step(ids[:, None], state)
         self._logits, self._state = logits, state
         return out
 
@@ -249,6 +255,13 @@ class BatchScheduler:
         self._scales = np.concatenate([self._scales, np.array(scales, dtype=np.float32)])
 
     def _step(self, ids: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One call of the model; a single row goes beside a copy of itself (module doc)."""
+        if len(ids) == 1:
+            ids, state = np.repeat(ids, 2, axis=0), np.repeat(state, 2, axis=0)
+            logits, state = self._session.run(
+                _OUTPUTS, {contract.INPUT_IDS: ids, contract.INPUT_STATE: state}
+            )
+            return logits[:1], state[:1]
         logits, state = self._session.run(
             _OUTPUTS, {contract.INPUT_IDS: ids, contract.INPUT_STATE: state}
         )
