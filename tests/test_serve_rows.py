@@ -43,7 +43,6 @@ async def _texts(gen, requests):
             left -= finish is not None
         texts.append(got)
     task.cancel()
-    await scheduler.wait_idle()
     return texts, scheduler.peak_rows
 
 

@@ -121,8 +121,6 @@ def create_app(generators: dict[str, Generator], limits: ServeLimits) -> Starlet
         finally:
             for task in tasks:
                 task.cancel()
-            for model in served.values():
-                await model.scheduler.wait_idle()
 
     app = Starlette(
         routes=[

@@ -6,8 +6,9 @@ Rows join and leave between rounds (ROUND_STEPS steps): a new request's prime is
 or abandoned row leaves before the next. Each row carries its own seed (the request's seed + its
 choice index, as row b of `sample -n` uses), its own position in the specified random stream
 and its own settings, so its characters are drawn exactly as the host loop draws them for that
-seed. The steps run in a worker thread (onnxruntime releases the GIL), so the event loop keeps
-serving while a round runs.
+seed. The steps run on the event loop, which serves the network between steps (measured: steps
+in a worker thread held the GIL against it, and 64 clients waited seconds for their first
+character).
 
 Every step runs at least two rows: a row alone is stepped beside a copy of itself. onnxruntime's
 CPU kernels give a row the same bits in any batch of two or more, but round a batch of one
@@ -25,7 +26,6 @@ seed, offset and settings are one value for every row of a call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +38,8 @@ from gru_edge.runtime.sampler import NonFiniteLogits, SamplingSettings, sample_i
 from gru_edge.runtime.stops import StopFilter
 from gru_edge.runtime.vocabulary import Vocabulary
 
-ROUND_STEPS = 32  # characters per row between joins and leaves
+ROUND_STEPS = 64  # characters per row between joins and leaves (fewer, larger HTTP events)
+FIRST_STEPS = 8  # a round with a row that has nothing yet is short: its first text comes soon
 _OUTPUTS = [contract.OUTPUT_LOGITS, contract.OUTPUT_STATE]
 
 
@@ -119,7 +120,6 @@ class BatchScheduler:
         self._wake = asyncio.Event()
         self._closing = False
         self._broken: list[tuple[Row, str]] = []  # rows whose logits broke in the last round
-        self._busy: asyncio.Future | None = None  # the round running in the worker thread
         self.rounds = 0  # rounds run, and the most rows one had: for tests and /health
         self.peak_rows = 0
 
@@ -164,12 +164,6 @@ class BatchScheduler:
             row._finish("", f"error: {message}")
         self.wake()
 
-    async def wait_idle(self) -> None:
-        """Wait for the round in the worker thread, if any, to end (after cancelling run)."""
-        if self._busy is not None:
-            with contextlib.suppress(BaseException):
-                await self._busy
-
     async def run(self) -> None:
         """The scheduler's task: rounds while there are rows, idle otherwise."""
         while True:
@@ -184,12 +178,12 @@ class BatchScheduler:
             if not self._rows and not joining:
                 continue  # every waiting row was abandoned: never run a batch of 0 rows
             left = max((row.spec.length - row.emitted for row in self._rows + joining), default=1)
-            steps = max(1, min(ROUND_STEPS, left))
-            # Shielded: a cancelled task must not leave a round running on a session that is
-            # about to be freed; stop() waits for it.
-            self._busy = asyncio.ensure_future(asyncio.to_thread(self._round, joining, steps))
+            most = (
+                FIRST_STEPS if joining or any(r.emitted == 0 for r in self._rows) else ROUND_STEPS
+            )
+            steps = max(1, min(most, left))
             try:
-                ids = await asyncio.shield(self._busy)
+                ids = await self._round(joining, steps)
             except NonFiniteLogits as exc:  # a broken model: every open row gets the message
                 for row in self._rows:
                     row._finish("", f"error: {exc}")
@@ -215,20 +209,20 @@ class BatchScheduler:
         self._keys, self._positions = self._keys[keep], self._positions[keep]
         self._scales = self._scales[keep]
 
-    def _round(self, joining: list[Row], steps: int) -> np.ndarray:
-        """(Worker thread) feed the joining rows' primes, then ``steps`` characters for every
-        row: int64 [rows, steps]."""
+    async def _round(self, joining: list[Row], steps: int) -> np.ndarray:
+        """Feed the joining rows' primes, then ``steps`` characters for every row: int64
+        [rows, steps]. The event loop serves the network between steps: a step is a fraction
+        of a millisecond, and steps in a worker thread would hold the GIL against it."""
         self._join(joining)
-        logits, state = self._logits, self._state
         out = np.empty((len(self._rows), steps), dtype=np.int64)
         for k in range(steps):
-            noise = gumbel_rows(self._keys, self._positions, logits.shape[1])
+            noise = gumbel_rows(self._keys, self._positions, self._logits.shape[1])
             noise *= self._scales  # float32(T * g), as the host loop's NoiseStream
-            ids = self._sample(logits, noise)
+            ids = self._sample(self._logits, noise)
             out[:, k] = ids
             self._positions += np.uint64(1)
-            logits, state = self._step(ids[:, None], state)
-        self._logits, self._state = logits, state
+            self._logits, self._state = self._step(ids[:, None], self._state)
+            await asyncio.sleep(0)
         return out
 
     def _join(self, joining: list[Row]) -> None:
