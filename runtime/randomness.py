@@ -105,14 +105,16 @@ class NoiseStream:
         return self._block[index]
 
 
-def gumbel_rows(keys: np.ndarray, positions: np.ndarray, vocab: int) -> np.ndarray:
-    """float32 [rows, vocab]: row r's noise at its own position, for rows with their own keys
-    (``seed + b``, uint64) and positions (uint64): row r equals
-    ``gumbel(keys[r], 1, positions[r], 1, vocab)[0, 0]``. A batching server's rows each carry
-    their own stream."""
+def gumbel_rows(keys: np.ndarray, positions: np.ndarray, vocab: int, count: int = 1) -> np.ndarray:
+    """float32 [rows, count, vocab]: row r's noise for its own positions ``positions[r]`` to
+    ``positions[r] + count - 1``, for rows with their own keys (``seed + b``, uint64) and
+    positions (uint64): row r equals ``gumbel(keys[r], 1, positions[r], count, vocab)[:, 0]``.
+    A batching server's rows each carry their own stream."""
     h = hashes_per_position(vocab)
-    counters = positions[:, None] * _U64(h) + np.arange(1, h + 1, dtype=np.uint64)[None, :]
+    at = positions[:, None] + np.arange(count, dtype=np.uint64)[None, :]  # [rows, count]
+    counters = at[..., None] * _U64(h) + np.arange(1, h + 1, dtype=np.uint64)  # [rows, count, H]
     with np.errstate(over="ignore"):
-        z = splitmix64(counters * _U64(GOLDEN) + keys[:, None])  # [rows, H]
-    parts = (z[..., None] >> _SHIFTS) & _U64(0xFFFF)  # [rows, H, 4]
-    return gumbel_table()[parts.reshape(len(keys), h * PARTS)[:, :vocab].astype(np.int64)]
+        z = splitmix64(counters * _U64(GOLDEN) + keys[:, None, None])
+    parts = (z[..., None] >> _SHIFTS) & _U64(0xFFFF)  # [rows, count, H, 4]
+    flat = parts.reshape(len(keys), count, h * PARTS)[..., :vocab]
+    return gumbel_table()[flat.astype(np.int64)]

@@ -46,9 +46,9 @@ def client(base: str, key: str = "none") -> openai.OpenAI:
 def test_rows_noise_is_the_streams_noise():
     keys = np.array([0, 7, 2**64 - 1, 123456789], dtype=np.uint64)
     positions = np.array([0, 5, 1000, 3], dtype=np.uint64)
-    got = gumbel_rows(keys, positions, 70)
+    got = gumbel_rows(keys, positions, 70, 5)
     for r, (key, position) in enumerate(zip(keys, positions, strict=True)):
-        assert np.array_equal(got[r], gumbel(int(key), 1, int(position), 1, 70)[0, 0])
+        assert np.array_equal(got[r], gumbel(int(key), 1, int(position), 5, 70)[:, 0])
 
 
 SETTINGS = [

@@ -26,6 +26,7 @@ seed, offset and settings are one value for every row of a call.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,7 @@ from gru_edge.runtime.stops import StopFilter
 from gru_edge.runtime.vocabulary import Vocabulary
 
 ROUND_STEPS = 64  # characters per row between joins and leaves (fewer, larger HTTP events)
+YIELD_S = 0.001  # the event loop gets a turn after about this much stepping
 FIRST_STEPS = 8  # a round with a row that has nothing yet is short: its first text comes soon
 _OUTPUTS = [contract.OUTPUT_LOGITS, contract.OUTPUT_STATE]
 
@@ -215,14 +217,18 @@ class BatchScheduler:
         of a millisecond, and steps in a worker thread would hold the GIL against it."""
         self._join(joining)
         out = np.empty((len(self._rows), steps), dtype=np.int64)
+        # The round's noise at once: float32(T * g), as the host loop's NoiseStream computes it.
+        noise = gumbel_rows(self._keys, self._positions, self._logits.shape[1], steps)
+        noise *= self._scales[:, :, None]
+        self._positions += np.uint64(steps)
+        pause = time.perf_counter() + YIELD_S
         for k in range(steps):
-            noise = gumbel_rows(self._keys, self._positions, self._logits.shape[1])
-            noise *= self._scales  # float32(T * g), as the host loop's NoiseStream
-            ids = self._sample(self._logits, noise)
+            ids = self._sample(self._logits, noise[:, k])
             out[:, k] = ids
-            self._positions += np.uint64(1)
             self._logits, self._state = self._step(ids[:, None], self._state)
-            await asyncio.sleep(0)
+            if time.perf_counter() >= pause:
+                await asyncio.sleep(0)
+                pause = time.perf_counter() + YIELD_S
         return out
 
     def _join(self, joining: list[Row]) -> None:
