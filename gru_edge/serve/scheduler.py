@@ -197,7 +197,7 @@ class BatchScheduler:
             self.peak_rows = max(self.peak_rows, len(self._rows))
             for row, row_ids in zip(self._rows, ids, strict=True):
                 if not row.finished:
-                    count = min(steps, row.spec.length - row.emitted)
+                    count = min(ids.shape[1], row.spec.length - row.emitted)
                     row._deliver(self._vocab.decode_rows(row_ids[None, :count])[0])
 
     def _leave(self) -> None:
@@ -212,24 +212,29 @@ class BatchScheduler:
         self._scales = self._scales[keep]
 
     async def _round(self, joining: list[Row], steps: int) -> np.ndarray:
-        """Feed the joining rows' primes, then ``steps`` characters for every row: int64
-        [rows, steps]. The event loop serves the network between steps: a step is a fraction
-        of a millisecond, and steps in a worker thread would hold the GIL against it."""
+        """Feed the joining rows' primes, then up to ``steps`` characters for every row: int64
+        [rows, steps done]. The event loop serves the network between steps: a step is a
+        fraction of a millisecond, and steps in a worker thread would hold the GIL against it.
+        A round ends early, after FIRST_STEPS, when a request is waiting to join."""
         self._join(joining)
         out = np.empty((len(self._rows), steps), dtype=np.int64)
         # The round's noise at once: float32(T * g), as the host loop's NoiseStream computes it.
         noise = gumbel_rows(self._keys, self._positions, self._logits.shape[1], steps)
         noise *= self._scales[:, :, None]
-        self._positions += np.uint64(steps)
         pause = time.perf_counter() + YIELD_S
-        for k in range(steps):
-            ids = self._sample(self._logits, noise[:, k])
-            out[:, k] = ids
+        done = 0
+        while done < steps:
+            ids = self._sample(self._logits, noise[:, done])
+            out[:, done] = ids
             self._logits, self._state = self._step(ids[:, None], self._state)
+            done += 1
             if time.perf_counter() >= pause:
                 await asyncio.sleep(0)
                 pause = time.perf_counter() + YIELD_S
-        return out
+                if self._waiting and done >= FIRST_STEPS:
+                    break
+        self._positions += np.uint64(done)
+        return out[:, :done]
 
     def _join(self, joining: list[Row]) -> None:
         """Feed each joining request's prime once (batch 1) and append its rows."""
