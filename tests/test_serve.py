@@ -223,6 +223,13 @@ def test_a_disconnect_frees_its_row_at_once(served):
         wait_for(lambda: rows(served, "small") == 0)
 
 
+def test_a_non_streaming_client_that_leaves_frees_its_rows(served):
+    body = {"model": "small", "prompt": "a", "max_tokens": 200_000, "n": 2}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{served}/v1/completions", json=body, timeout=0.5)
+    wait_for(lambda: rows(served, "small") == 0)
+
+
 def test_api_key_and_queue_limit(small_model):
     with serving_in_thread(config(small_model, api_key="s3cret", max_batch=1, max_queue=1)) as base:
         for headers in ({}, {"Authorization": "Bearer wrong"}):

@@ -29,6 +29,8 @@ from gru_edge.runtime.generator import Generator
 from gru_edge.serve.requests import ApiError, Completion, ServeLimits, parse_completion
 from gru_edge.serve.scheduler import BatchScheduler, QueueFull, Row, RowSpec, ShuttingDown
 
+DISCONNECT_CHECK_S = 0.25  # how often a non-streaming request checks that its client is there
+
 
 @dataclass
 class Served:
@@ -165,10 +167,18 @@ async def _whole(request: Request, rows: list[Row], head: dict, prompt_chars: in
     finish: list[str | None] = [None] * len(rows)
     queue = rows[0].queue
     try:
+        check = time.monotonic() + DISCONNECT_CHECK_S
         while None in finish:
-            index, text, reason = await queue.get()
-            texts[index].append(text)
-            finish[index] = reason
+            try:
+                index, text, reason = await asyncio.wait_for(queue.get(), DISCONNECT_CHECK_S)
+                texts[index].append(text)
+                finish[index] = reason
+            except asyncio.TimeoutError:
+                pass
+            if time.monotonic() >= check:
+                if await request.is_disconnected():
+                    return Response(status_code=499)  # nobody reads it; the rows are freed
+                check = time.monotonic() + DISCONNECT_CHECK_S
     finally:
         for row in rows:
             row.cancel()
