@@ -17,11 +17,17 @@ from gru_edge.exporter.generator_graph import add_generator
 from gru_edge.exporter.mobile import ort_paths, write_ort
 from gru_edge.exporter.precision import FP16_ATOL, WEIGHTS, store_float16
 from gru_edge.exporter.validate import (
+    GENERATOR_MISMATCH,
     Comparison,
+    Stage,
     TextComparison,
-    fail_on_mismatch,
+    compare,
+    diff_of,
+    fail_on_stages,
+    run_stage,
     validate,
     validate_generator,
+    worst,
 )
 from gru_edge.runtime.errors import GruEdgeError
 from gru_edge.runtime.files import atomic_path
@@ -36,6 +42,7 @@ from gru_edge.trainer.tf_env import load_tf
 
 MIN_ROLLOUT, MAX_ROLLOUT = 200, 500
 DEFAULT_ATOL = 1e-5  # float32 weights, against Keras
+ORT_MISMATCH = "the .ort file does not compute what the .onnx file does"
 
 
 class ExportError(GruEdgeError):
@@ -122,7 +129,7 @@ def export_run(
             # no external data): what `gru-edge sample` will see. Renamed into place only if
             # every comparison passes.
             loaded = load_model(tmp, device="cpu")
-            comparisons = validate(
+            comparisons: list = validate(
                 model,
                 step_function(stepper),
                 # The runtime's own step (I/O binding once the state is its own): the path
@@ -133,26 +140,37 @@ def export_run(
                 seq_len=run.info["config"]["seq_len"],
                 probe_ids=probe_ids,
                 atol=atol,
+                check=False,  # every stage runs; one error names every mismatch
             )
+            stages: list[Stage] = [("the ONNX model does not match Keras", list(comparisons))]
             if generator:
-                comparisons += _validate_generator(
-                    loaded, stepper, probe_ids, state_width, keras_greedy=weights == "fp32"
+                checked = run_stage(
+                    "generator",
+                    lambda: _validate_generator(
+                        loaded, stepper, probe_ids, state_width, keras_greedy=weights == "fp32"
+                    ),
                 )
+                stages.append((GENERATOR_MISMATCH, checked))
+                comparisons += checked
             for comparison in comparisons:
                 log(comparison.line())
             if ort_format:
                 ort_path, config_path = ort_paths(out)
-                checks: list[Comparison | TextComparison] = []
-                size = write_ort(
-                    payload,
-                    ort_path,
-                    config_path,
-                    lambda path: checks.extend(_check_ort(path, loaded, probe_ids, generator)),
-                )
-                for comparison in checks:
-                    log(comparison.line())
-                comparisons += checks
+
+                def check_ort(path: Path) -> None:
+                    checks = run_stage(
+                        ".ort", lambda: _check_ort(path, loaded, probe_ids, generator)
+                    )
+                    for comparison in checks:
+                        log(comparison.line())
+                    comparisons.extend(checks)
+                    stages.append((ORT_MISMATCH, checks))
+                    fail_on_stages(stages)  # before either file is renamed into place
+
+                size = write_ort(payload, ort_path, config_path, check_ort)
                 log(f"wrote {ort_path} ({size:,} bytes) and {config_path.name}")
+            else:
+                fail_on_stages(stages)
     except OSError as exc:
         raise ExportError(f"cannot write --out {out}: {exc.strerror}") from None
     ops = [node.op_type for node in model_proto.graph.node]
@@ -192,6 +210,7 @@ def _validate_generator(
         prime_ids=probe_ids[:20],
         units=state_width,
         greedy_reference="keras" if keras_greedy else "host",
+        check=False,
     )
 
 
@@ -199,30 +218,32 @@ def _check_ort(
     path: Path, onnx_model: LoadedModel, probe_ids: np.ndarray, generator: bool
 ) -> list[Comparison | TextComparison]:
     """The .ort file, opened by the runtime's loader, against the .onnx file: the same logits
-    and states for the held-out rollout, and the same generated text; raise on a mismatch."""
+    and states for the held-out rollout, and the same generated text (for fail_on_stages)."""
     ort_model = load_model(path, device="cpu")
     width, vocab = onnx_model.state_width, len(onnx_model.vocab)
     steps = [
         OrtStep(m.session, batch=1, units=width, vocab_size=vocab) for m in (onnx_model, ort_model)
     ]
     states = [np.zeros((1, width), np.float32)] * 2
-    logit_diff = state_diff = 0.0
+    logit_diffs, state_diffs = [], []
     for token in probe_ids:
         ids = np.array([[token]], np.int64)
         (la, sa), (lb, sb) = (step(ids, state) for step, state in zip(steps, states, strict=True))
-        logit_diff = max(logit_diff, float(np.abs(la - lb).max()))
+        logit_diffs.append(diff_of(lb, la, "the .onnx"))
         states = [np.array(sa), np.array(sb)]
-        state_diff = max(state_diff, float(np.abs(states[0] - states[1]).max()))
+        state_diffs.append(diff_of(states[1], states[0], "the .onnx"))
     results: list[Comparison | TextComparison] = [
-        Comparison(f".ort rollout logits vs .onnx ({len(probe_ids)} steps)", logit_diff, 0.0),
-        Comparison(f".ort rollout state_out vs .onnx ({len(probe_ids)} steps)", state_diff, 0.0),
+        compare(f".ort rollout logits vs .onnx ({len(probe_ids)} steps)", worst(logit_diffs), 0.0),
+        compare(
+            f".ort rollout state_out vs .onnx ({len(probe_ids)} steps)", worst(state_diffs), 0.0
+        ),
     ]
     if generator:
         settings = SamplingSettings(temperature=1.0)
         expected = _graph_generate(onnx_model)(probe_ids[:20], 500, settings, 0)[0]
         got = _graph_generate(ort_model)(probe_ids[:20], 500, settings, 0)[0]
         results.append(TextComparison.of(".ort, sampled, temperature 1.0 vs .onnx", got, expected))
-    return fail_on_mismatch(results, "the .ort file does not compute what the .onnx file does")
+    return results
 
 
 def _probe_ids(run: Run) -> np.ndarray:
@@ -268,11 +289,18 @@ def _check_out(out_arg: Path | str, force: bool) -> Path:
 
 
 def _note_stale_temps(out: Path, log: Callable[[str], None]) -> None:
-    """Name the temporary files a killed export left beside ``out``. They are not deleted: the
-    folder is the user's, and another export to the same --out may be writing one right now
-    (nothing locks an output file), so neither the name nor the age proves one is abandoned."""
-    pattern = re.compile(rf"\.{re.escape(out.name)}\.[a-z0-9_]{{8}}\.tmp{re.escape(out.suffix)}")
-    stale = sorted(p.name for p in out.parent.iterdir() if pattern.fullmatch(p.name))
+    """Name the temporary files a killed export left beside ``out`` (of the .onnx file, and of
+    the .ort file and operator config that --ort writes, whether or not this export did). They
+    are not deleted: the folder is the user's, and another export to the same --out may be
+    writing one right now (nothing locks an output file), so neither the name nor the age proves
+    one is abandoned."""
+    patterns = [
+        re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp{re.escape(path.suffix)}")
+        for path in (out, *ort_paths(out))
+    ]
+    stale = sorted(
+        p.name for p in out.parent.iterdir() if any(pat.fullmatch(p.name) for pat in patterns)
+    )
     if stale:
         log(
             f"note: {len(stale)} temporary file(s) from an interrupted export lie beside {out} "

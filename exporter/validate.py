@@ -1,17 +1,20 @@
 """Export-time validation: Keras and onnxruntime on the same inputs, every output compared.
 
-Like optimum's exporter, every mismatch is collected and reported at once; unlike it, a mismatch
-is fatal: the ONNX file is never written.
+Like optimum's exporter, every mismatch is collected and reported at once, across every stage
+(the step against Keras, the generator, the .ort twin: see run_stage and fail_on_stages); unlike
+it, a mismatch is fatal: the ONNX file is never written. A NaN is named as a NaN, not as an
+infinite difference.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from gru_edge.runtime.errors import ExportValidationError
+from gru_edge.runtime.errors import ExportValidationError, GruEdgeError
 from gru_edge.runtime.generation import generate_ids
 from gru_edge.runtime.sampler import SamplingSettings
 
@@ -29,17 +32,63 @@ GENERATOR_CHECKS = (
 
 @dataclass(frozen=True)
 class Comparison:
+    """Two outputs' largest absolute difference against a tolerance; ``nan_in`` names the
+    side(s) holding a NaN, which fails whatever the difference."""
+
     name: str
     max_diff: float
     atol: float
+    nan_in: str = ""  # e.g. "the ONNX output"; empty = no NaN
 
     @property
     def ok(self) -> bool:
-        return bool(self.max_diff <= self.atol)  # NaN fails too
+        return not self.nan_in and bool(self.max_diff <= self.atol)  # NaN fails too
 
     def line(self) -> str:
+        if self.nan_in:
+            return (
+                f"- {self.name}: NaN in {self.nan_in} (a NaN weight? check the run's loss) "
+                f"(atol {self.atol:g}) MISMATCH"
+            )
         verdict = "ok" if self.ok else "MISMATCH"
         return f"- {self.name}: max diff = {self.max_diff:.3g} (atol {self.atol:g}) {verdict}"
+
+
+@dataclass(frozen=True)
+class StageError:
+    """A stage of validation that could not run at all (the runtime refused what it computed)."""
+
+    name: str
+    message: str
+    ok = False
+
+    def line(self) -> str:
+        return f"- {self.name}: could not run ({self.message}) MISMATCH"
+
+
+Stage = tuple[str, Sequence[Any]]  # (what fails when one of them does, its results)
+
+
+def run_stage(name: str, check: Callable[[], list]) -> list:
+    """``check()``'s results, or one StageError if the runtime raised on the way: the other
+    stages still run, and every failure is reported together."""
+    try:
+        return check()
+    except ExportValidationError:
+        raise
+    except GruEdgeError as exc:
+        return [StageError(name, str(exc))]
+
+
+def fail_on_stages(stages: Sequence[Stage]) -> None:
+    """Raise one ExportValidationError naming every failed comparison of every stage."""
+    failed = [
+        f"{what} ({'; '.join(r.line().lstrip('- ') for r in results if not r.ok)})"
+        for what, results in stages
+        if not all(r.ok for r in results)
+    ]
+    if failed:
+        raise ExportValidationError(f"{' and '.join(failed)}; nothing written")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -60,8 +109,10 @@ def validate(
     atol: float,
     windows: int = 8,
     seed: int = 0,
+    check: bool = True,
 ) -> list[Comparison]:
-    """Compare the trained Keras model (and its stepper) with the ONNX session; raise on mismatch.
+    """Compare the trained Keras model (and its stepper) with the ONNX session; raise on mismatch
+    (with ``check``; without, return the comparisons for fail_on_stages).
 
     (a) ``windows`` random windows of ``seq_len`` ids from a zero state: ONNX probabilities vs the
         trained model's ``predict`` and vs the stepper, ONNX state vs the stepper's;
@@ -77,30 +128,33 @@ def validate(
     k_logits, k_state = keras_step(ids, zero)
     o_logits, o_state = onnx_step(ids, zero)
     results = [
-        Comparison(
-            "window probabilities vs trained model", _diff(softmax(o_logits), reference), atol
-        ),
-        Comparison(
-            "window probabilities vs Keras stepper",
-            _diff(softmax(o_logits), softmax(k_logits)),
+        compare(
+            "window probabilities vs trained model",
+            diff_of(softmax(o_logits), reference, "the trained model's"),
             atol,
         ),
-        Comparison("window state_out vs Keras stepper", _diff(o_state, k_state), atol),
+        compare(
+            "window probabilities vs Keras stepper",
+            diff_of(softmax(o_logits), softmax(k_logits)),
+            atol,
+        ),
+        compare("window state_out vs Keras stepper", diff_of(o_state, k_state), atol),
     ]
     k_state = o_state = np.zeros((1, units), dtype=np.float32)
-    prob_diff = state_diff = 0.0
+    probs: list[tuple[float, str]] = []
+    states: list[tuple[float, str]] = []
     for token in probe_ids:
         step_ids = np.array([[token]], dtype=np.int64)
         k_logits, k_state = keras_step(step_ids, k_state)
         o_logits, o_state = onnx_step(step_ids, o_state)
-        prob_diff = max(prob_diff, _diff(softmax(o_logits), softmax(k_logits)))
-        state_diff = max(state_diff, _diff(o_state, k_state))
+        probs.append(diff_of(softmax(o_logits), softmax(k_logits)))
+        states.append(diff_of(o_state, k_state))
     steps = len(probe_ids)
     results += [
-        Comparison(f"rollout probabilities ({steps} steps)", prob_diff, atol),
-        Comparison(f"rollout state_out ({steps} steps)", state_diff, atol),
+        compare(f"rollout probabilities ({steps} steps)", worst(probs), atol),
+        compare(f"rollout state_out ({steps} steps)", worst(states), atol),
     ]
-    return fail_on_mismatch(results, "the ONNX model does not match Keras")
+    return fail_on_mismatch(results, "the ONNX model does not match Keras") if check else results
 
 
 def fail_on_mismatch(results: list, what: str) -> list:
@@ -150,18 +204,20 @@ def validate_generator(
     seed: int = 0,
     length: int = GENERATOR_CHARS,
     greedy_reference: str = "keras",
+    check: bool = True,
 ) -> list[TextComparison]:
     """The file's own generator against the host loop: greedy against the Keras stepper,
-    sampled against the host loop stepping the file with the same seed; raise on a mismatch.
+    sampled against the host loop stepping the file with the same seed; raise on a mismatch
+    (with ``check``; without, return the comparisons for fail_on_stages).
 
     ``generate(prime_ids, length, settings, seed)`` returns the in-graph engine's ids [length].
     ``greedy_reference`` names what ``keras_step`` is for the greedy check ("keras", or "host"
     when it is the host step too).
     """
     results = []
-    for name, settings, check in GENERATOR_CHECKS:
-        reference = greedy_reference if check == "greedy" else check
-        step = keras_step if check == "greedy" else host_step
+    for name, settings, against in GENERATOR_CHECKS:
+        reference = greedy_reference if against == "greedy" else against
+        step = keras_step if against == "greedy" else host_step
         expected = np.array(
             [
                 row[0]
@@ -173,9 +229,31 @@ def validate_generator(
         got = generate(prime_ids, length, settings, seed)
         reference_name = "Keras stepper" if reference == "keras" else "host loop"
         results.append(TextComparison.of(f"{name} vs {reference_name}", got, expected))
-    return fail_on_mismatch(results, "the ONNX file's generator does not write what the model does")
+    if not check:
+        return results
+    return fail_on_mismatch(results, GENERATOR_MISMATCH)
 
 
-def _diff(a: np.ndarray, b: np.ndarray) -> float:
-    diff = np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))
-    return float(np.nan_to_num(diff, nan=np.inf).max())
+GENERATOR_MISMATCH = "the ONNX file's generator does not write what the model does"
+
+
+def compare(name: str, measured: tuple[float, str], atol: float) -> Comparison:
+    """A Comparison from ``(max diff, NaN note)`` as _diff or diff_of returns them."""
+    return Comparison(name, measured[0], atol, measured[1])
+
+
+def diff_of(onnx: np.ndarray, reference: np.ndarray, name: str = "the Keras") -> tuple[float, str]:
+    """(largest absolute difference where neither side is NaN, which side(s) hold a NaN);
+    ``name`` names the reference side, e.g. "the .onnx"."""
+    a = np.asarray(onnx, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    sides = [who for who, x in (("the ONNX", a), (name, b)) if np.isnan(x).any()]
+    nan_in = f"{' and '.join(sides)} output" + ("s" if len(sides) > 1 else "") if sides else ""
+    diff = np.abs(a - b)
+    finite = diff[~np.isnan(diff)]
+    return (float(finite.max()) if finite.size else 0.0), nan_in
+
+
+def worst(diffs: list[tuple[float, str]]) -> tuple[float, str]:
+    """The largest difference over the steps, and the first NaN note."""
+    return max((d for d, _ in diffs), default=0.0), next((n for _, n in diffs if n), "")

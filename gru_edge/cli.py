@@ -4,17 +4,77 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from gru_edge import cli_runtime, cli_serve, cli_training, cli_web
+from gru_edge.cli_common import error
 from gru_edge.runtime.version import __version__
 
 
-class _OneLineErrors(TyperGroup):
+def _tidy_help(command: Any) -> None:
+    """Help screens in plain words. Typer's Rich screens would read "(needs )" for a help that
+    says "(needs [train])" (Rich takes brackets for markup), "<bool>" beside every flag,
+    "{model}" in the usage line, "<list[Path]>" for several files, and a descriptive default in
+    parentheses ("[default: (all)]"). Help texts are escaped; the rest is set on each parameter:
+    the attributes Typer renders from (a Typer that renames them only brings an artefact back,
+    which tests/test_cli_help.py catches)."""
+    if command.help:
+        command.help = escape(command.help)
+    for param in command.params:
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
+        if param.param_type_name == "argument" and param.metavar is None:
+            param.metavar = param.name.upper()
+        if getattr(param, "is_flag", False):
+            _no_type(param)
+        elif param.nargs != 1:
+            shown = param.display_type_rich
+            param.display_type_rich = lambda ctx=None, shown=shown: re.sub(
+                r"<list\[(\w+)\]>", lambda m: f"<{m.group(1).lower()}>...", shown(ctx=ctx)
+            )
+        if isinstance(getattr(param, "show_default", None), str):
+            text = param.show_default
+            param._get_default_string = lambda *args, text=text, **kwargs: text
+
+
+def _no_type(param: Any) -> None:
+    param.display_type_rich = lambda ctx=None: None
+
+
+class _TidyHelp:
+    """Commands and the group: help without Typer's artefacts (see _tidy_help)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _tidy_help(self)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]  # made when help is shown
+        if option is not None:
+            _no_type(option)
+        return option
+
+
+class _Command(_TidyHelp, TyperCommand):
+    """A command whose usage line names its arguments as its help text does:
+    `gru-edge sample [OPTIONS] MODEL`."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = param.metavar + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
+class _OneLineErrors(_TidyHelp, TyperGroup):
     """Values the option parser rejects (`--units abc`, a missing argument) get the same
     one-line `Error: ...` as the library's errors, instead of a usage box."""
 
@@ -31,13 +91,20 @@ class _OneLineErrors(TyperGroup):
                 return super().main(*args, **kwargs)  # bare `gru-edge`: the help, as usual
             ctx = getattr(exc, "ctx", None)
             hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
-            message = " ".join(getattr(exc, "format_message", exc.__str__)().split()).rstrip(".")
-            typer.echo(f"Error: {message}{hint}", err=True)
+            message = getattr(exc, "format_message", exc.__str__)().strip().rstrip(".")
+            error(f"{message}{hint}")
             sys.exit(exc.exit_code)
         sys.exit(code if isinstance(code, int) else 0)
 
 
-app = typer.Typer(
+class _App(typer.Typer):
+    """The Typer app whose commands are _Command unless a registration says otherwise."""
+
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or _Command, **kwargs)
+
+
+app = _App(
     cls=_OneLineErrors,
     no_args_is_help=True,
     add_completion=False,

@@ -38,15 +38,19 @@ def sample(
         int, typer.Option("--length", "-l", help="Characters to generate; 0 prints the prime only.")
     ] = 400,
     temperature: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--temperature",
-            "--diversity",
             "-t",
-            help="Randomness: 0 = always the likeliest character, 1 = the model's odds.",
+            help="Randomness: 0 = always the likeliest character, 1 = the model's odds "
+            "(--diversity, the notebook's name, is the same option).",
+            show_default="1.0",
             rich_help_panel=_SAMPLING,
         ),
-    ] = 1.0,
+    ] = None,
+    # The notebook's name, hidden: listed beside --temperature it made the option column too
+    # wide for an 80-column terminal.
+    diversity: Annotated[float | None, typer.Option("--diversity", hidden=True)] = None,
     top_k: Annotated[
         int | None,
         typer.Option(help="Keep only the K likeliest characters.", rich_help_panel=_SAMPLING),
@@ -62,7 +66,7 @@ def sample(
         int | None,
         typer.Option(
             help="Seed: the same seed gives the same text.",
-            show_default="drawn (shown by --verbose)",
+            show_default="drawn, shown by --verbose",
             rich_help_panel=_SAMPLING,
         ),
     ] = None,
@@ -162,9 +166,13 @@ def sample(
     """
 
     def action() -> None:
+        from gru_edge.runtime.errors import UsageError
+
+        if temperature is not None and diversity is not None:
+            raise UsageError("--diversity is --temperature under another name; give one of them")
         options = GenerationOptions(
             length=length,
-            temperature=temperature,
+            temperature=next((t for t in (temperature, diversity) if t is not None), 1.0),
             top_k=top_k,
             top_p=top_p,
             seed=seed,
@@ -214,8 +222,9 @@ def bench(
     models: Annotated[
         list[Path],
         typer.Argument(
+            metavar="MODEL",
             help="The .onnx (or .ort) file to measure; several (say fp32 and fp16 exports of "
-            "one run) are measured one after the other and compared side by side."
+            "one run) are measured one after the other and compared side by side.",
         ),
     ],
     run_dir: Annotated[

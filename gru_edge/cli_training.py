@@ -126,6 +126,15 @@ def train(
             "and in any one exchange) before it stops with an error.",
         ),
     ] = DEFAULT_WORKER_TIMEOUT,
+    allow_open_port: Annotated[
+        bool,
+        typer.Option(
+            "--allow-open-port",
+            help="--strategy multi-worker: go on although TensorFlow's port listens on every "
+            "network interface and runs unauthenticated commands from anyone who reaches it "
+            "(how to keep it private: several-machines.md in the docs).",
+        ),
+    ] = False,
 ) -> None:
     """Train a character-level GRU on CORPUS; the best model and its logs go to --out."""
     options = TrainOptions(
@@ -158,6 +167,7 @@ def train(
             tensorboard=tensorboard,
             log=typer.echo,
             worker_timeout=worker_timeout,
+            allow_open_port=allow_open_port,
         )
 
     result = call(action)

@@ -6,6 +6,9 @@ and the other commands start without it.
 
 from __future__ import annotations
 
+import re
+import signal
+from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +17,13 @@ import typer
 from gru_edge.cli_common import call, err
 
 _SERVE = "Serving"
+
+
+def _ort_web_version() -> str:
+    """The onnxruntime-web version the page loads from the CDN: its one pin, in app.js."""
+    app_js = (resources.files("gru_edge") / "webpage" / "app.js").read_text(encoding="utf-8")
+    found = re.search(r"^const ORT_VERSION = '([^']+)';", app_js, re.MULTILINE)
+    return found.group(1) if found else "pinned in app.js"
 
 
 # Long by declaration only: Typer reads each parameter as an option.
@@ -34,7 +44,7 @@ def web(
         typer.Option(
             help="onnxruntime-web's dist/ folder (npm install onnxruntime-web): its files are "
             "copied into the site, which then works offline.",
-            show_default="the public CDN, onnxruntime-web 1.30.0",
+            show_default=f"the public CDN, onnxruntime-web {_ort_web_version()}",
         ),
     ] = None,
     serve: Annotated[
@@ -71,7 +81,7 @@ def web(
                 "give either --out DIR (write the site) or --serve (serve it), not both"
             )
         if out is not None:
-            written = site.write_site(model, out, ort_dist=ort_dist, force=force)
+            written = site.write_site(model, out, ort_dist=ort_dist, force=force, note=err)
             err(f"Wrote the site to {written}; serve that folder over HTTP and open index.html")
             return
         if force:
@@ -84,6 +94,9 @@ def web(
 
         try:
             site.serve(model, host=host, port=port, ort_dist=ort_dist, announce=announce)
+        except site.Terminated as stop:
+            err(f"Stopped by {signal.Signals(stop.signum).name}.")
+            raise typer.Exit(128 + stop.signum) from None  # as a shell reports the signal
         except KeyboardInterrupt:
             err("Stopped.")
 

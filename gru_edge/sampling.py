@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -22,13 +23,23 @@ from typing import IO, Any
 
 from gru_edge.cli_common import err
 from gru_edge.memory import peak_rss_mb
-from gru_edge.runtime.errors import UsageError
-from gru_edge.runtime.files import atomic_path, check_output
+from gru_edge.runtime.errors import GruEdgeError, UsageError
+from gru_edge.runtime.files import atomic_path, check_output, signals_raise
 from gru_edge.runtime.options import GenerationOptions
 from gru_edge.runtime.results import Prepared
 from gru_edge.runtime.text import read_text_file
 
 WRITE_GROUP = 1 << 12  # characters of a stream gathered per write to a file
+
+
+class Terminated(GruEdgeError):
+    """SIGTERM or SIGHUP arrived while --output was being written; its temporary file is
+    removed, and the exit code is what a shell reports for a process the signal ended."""
+
+    def __init__(self, signum: int, output: Path) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name}; --output {output} was not written")
+        self.exit_code = 128 + signum
 
 
 @dataclass(frozen=True)
@@ -199,7 +210,12 @@ def _destination(output: Path | None) -> Iterator[_Sink]:
             yield sink
         return
     try:
-        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+        with (
+            # SIGTERM/SIGHUP unwind (exit 143/129) like Ctrl-C (130): the temporary file goes
+            signals_raise(lambda signum: Terminated(signum, output)),
+            atomic_path(output) as tmp,
+            open(tmp, "w", encoding="utf-8", newline="") as out,
+        ):
             yield _Sink(out, streaming=False)
     except OSError as exc:
         raise UsageError(f"cannot write --output {output}: {exc.strerror or exc}") from None

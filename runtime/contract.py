@@ -3,7 +3,7 @@
 inputs:  ids int64 [batch, time], state float32 [batch, layers * units]
 outputs: logits float32 [batch, vocab] (after the last position), state_out float32 [batch,
          layers * units]
-gru-edge/2 adds the generator (exporter.generator_graph): inputs with defaults steps,
+gru-edge/2 adds the generator (runtime.generator_build): inputs with defaults steps,
 temperature, top_k, top_p, seed, offset; outputs generated, gen_state, logit_sums. A client of
 gru-edge/1 feeds and reads exactly what it did before.
 metadata_props: ``vocabulary`` = JSON array of one-character strings (index = id), plus the facts

@@ -4,16 +4,19 @@ A crash mid-write leaves the previous file intact, never a half-written one. A s
 written through: the file it points to is replaced (atomically, in that file's folder) and the
 link stays, as a plain ``open(path, "w")`` would do. ``check_output`` refuses, before any work,
 a destination that is not a regular file: renaming onto a FIFO or a device would silently
-replace it with a file, and a directory cannot be replaced.
+replace it with a file, and a directory cannot be replaced. ``signals_raise`` makes SIGTERM and
+SIGHUP unwind the stack like Ctrl-C, so a long write's temporary file is removed then too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import stat
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from gru_edge.runtime.errors import UsageError
@@ -98,3 +101,33 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     payload = data.encode("utf-8") if isinstance(data, str) else data
     with atomic_path(path) as tmp:
         tmp.write_bytes(payload)
+
+
+# What ends a process politely besides Ctrl-C: kill's default, and a closed terminal.
+ENDING_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def signals_raise(make_error: Callable[[int], BaseException]) -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP raise ``make_error(signum)`` in the main thread
+    instead of ending the process on the spot, so the stack unwinds and every temporary file or
+    folder of the block is removed, as for Ctrl-C. A signal is handled between two Python steps
+    (a generator call, a server poll). Elsewhere than the main thread (a library caller's
+    worker) signals cannot be handled, and the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        for number in ENDING_SIGNALS:  # a second signal must not cut the clean-up short
+            signal.signal(number, signal.SIG_IGN)
+        raise make_error(signum)
+
+    previous = {number: signal.signal(number, stop) for number in ENDING_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

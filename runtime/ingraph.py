@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 import onnxruntime as ort
 
-from gru_edge.runtime import contract
+from gru_edge.runtime import checked_run, contract
 from gru_edge.runtime.generation import continue_ids, prime_pieces
 from gru_edge.runtime.ortstep import OrtStep
 from gru_edge.runtime.sampler import SamplingSettings
@@ -71,7 +71,9 @@ class GraphEngine:
     def _call(
         self, ids: np.ndarray, state: np.ndarray, steps: int, offset: int, feeds: dict
     ) -> list[np.ndarray]:
-        return self._session.run(
+        """One generator call; what it returns is checked before anything uses it."""
+        generated, state_out, sums = checked_run.run(
+            self._session,
             _OUTPUTS,
             {
                 contract.INPUT_IDS: ids,
@@ -81,6 +83,14 @@ class GraphEngine:
                 **feeds,
             },
         )
+        rows = ids.shape[0]
+        checked_run.check_shape(contract.OUTPUT_GENERATED, generated, (rows, steps), np.int64)
+        checked_run.check_shape(
+            contract.OUTPUT_GEN_STATE, state_out, (rows, self._width), np.float32
+        )
+        checked_run.check_shape(contract.OUTPUT_LOGIT_SUMS, sums, (rows, steps), np.float32)
+        checked_run.check_ids(generated, self._vocab)
+        return [generated, state_out, sums]
 
     def _host(
         self,

@@ -35,7 +35,15 @@ from gru_edge.runtime.errors import (
     onnxruntime_message,
     shown,
 )
-from gru_edge.runtime.onnx_proto import ProtoError, ProtoFacts, inspect_model
+from gru_edge.runtime.generator_check import check_file_generator
+from gru_edge.runtime.onnx_proto import (
+    DEFAULT_MAX_METADATA_BYTES,
+    MetadataLimitError,
+    MetadataLimits,
+    ProtoError,
+    ProtoFacts,
+    inspect_model,
+)
 from gru_edge.runtime.ort_format import inspect_ort_model, is_ort_format
 from gru_edge.runtime.providers import (
     CPU,
@@ -47,7 +55,6 @@ from gru_edge.runtime.providers import (
 from gru_edge.runtime.vocabulary import Vocabulary
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # a GRU(512) over 200 characters is ~5 MB
-DEFAULT_MAX_METADATA_BYTES = 1024 * 1024
 # Each onnxruntime thread reserves its own stack and spins while waiting: 99999 of them took
 # 16 GB. 256 is far past any gain for a GRU step and still bounded.
 MAX_THREADS = 256
@@ -55,6 +62,10 @@ MAX_THREADS = 256
 # as an exception, which gru-edge reports on its one line.
 _FATAL_ONLY = 4
 MIN_OPSET = 7  # the oldest ai.onnx opset onnxruntime guarantees; the newest comes from onnxruntime
+# What a user gives instead of the .onnx file, by the first bytes: the fix is an export, not a
+# re-export. (A run directory's own files, see _directory_error.)
+_KERAS_FILES = ((b"PK\x03\x04", "a zip archive"), (b"\x89HDF\r\n\x1a\n", "an HDF5 file"))
+_EXPORT_FIRST = "export its run directory to one: gru-edge export RUN_DIR --out model.onnx"
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,7 @@ def read_model_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     except OSError as exc:
         raise ModelFileError(f"cannot read model file {path}: {exc.strerror}") from None
     if stat.S_ISDIR(info.st_mode):
-        raise ModelFileError(f"{path} is a directory; pass the .onnx file inside it")
+        raise _directory_error(path)
     if not stat.S_ISREG(info.st_mode):
         raise ModelFileError(f"{path} is not a regular file; pass an .onnx file")
     if info.st_size == 0:
@@ -118,6 +129,16 @@ def read_model_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     if len(data) > max_bytes:
         raise too_big
     return data
+
+
+def _directory_error(path: Path) -> ModelFileError:
+    """A training run's directory gets the command that makes a model file of it."""
+    if (path / "config.json").is_file() and (path / "model.keras").exists():
+        return ModelFileError(
+            f"{path} is a training run directory, not a model file; export it first: "
+            f"gru-edge export {path} --out model.onnx"
+        )
+    return ModelFileError(f"{path} is a directory; pass the .onnx file inside it")
 
 
 def check_threads(threads: int | None) -> None:
@@ -166,9 +187,12 @@ def load_model(
         available = ort.get_available_providers()
     requested = resolve_providers(device, available)
     data = read_model_bytes(path, max_bytes)
-    facts = _inspect(data, path)
+    facts = _inspect(data, path, MetadataLimits(max_bytes=max_metadata_bytes))
     metadata = read_metadata(facts.metadata, str(path), max_metadata_bytes)
     vocab = read_vocabulary(metadata, str(path))
+    # Before onnxruntime sees the graph: a generator that is not gru-edge's is refused, and so
+    # is a step holding anything but a step's operators (no Loop, ConstantOfShape, ...).
+    check_file_generator(data, metadata, len(vocab), facts.opset or MIN_OPSET, str(path))
     session, warning = _create_session(data, options, requested, device, path, facts)
     providers = list(session.get_providers())
     warning = warning or check_session_providers(device, requested, providers)
@@ -208,13 +232,20 @@ def quiet_onnxruntime() -> None:
     ort.set_default_logger_severity(_FATAL_ONLY)
 
 
-def _inspect(data: bytes, path: Path) -> ProtoFacts:
+def _inspect(data: bytes, path: Path, limits: MetadataLimits) -> ProtoFacts:
     """The file's facts from its protobuf (or its FlatBuffers, for the ORT format); refuse what
-    is not a model, has external data, or imports no ai.onnx opset or one older than
-    onnxruntime supports."""
+    is not a model, has external data or too much metadata, or imports no ai.onnx opset or one
+    older than onnxruntime supports."""
+    for magic, kind in _KERAS_FILES:
+        if data.startswith(magic):
+            raise ModelFileError(
+                f"{path} is a Keras model ({kind}), not an ONNX model; {_EXPORT_FIRST}"
+            )
     ort_format = is_ort_format(data)
     try:
-        facts = inspect_ort_model(data) if ort_format else inspect_model(data)
+        facts = inspect_ort_model(data, limits) if ort_format else inspect_model(data, limits)
+    except MetadataLimitError as exc:
+        raise ModelFileError(f"{path} {exc}; {REEXPORT}") from None
     except ProtoError as exc:
         kind = "an ORT-format model" if ort_format else "an ONNX model"
         raise ModelFileError(

@@ -9,6 +9,9 @@ default values) and training-info graphs. It also returns the metadata_props ent
 bytes, in file order, because onnxruntime's map hides repeated keys and cannot hold bytes that
 are not UTF-8, and reads the opset, IR version and producer for `info`.
 Field numbers are from onnx/onnx.proto.
+
+The metadata is refused by its running size and entry count as it is read (MetadataLimits), so
+a file of millions of empty entries costs what the limit allows, not a list of all of them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+DEFAULT_MAX_METADATA_BYTES = 1024 * 1024
+# The exporter writes ~20 entries; 64 MB of empty ones were 32 million, read before refusal.
+MAX_METADATA_ENTRIES = 4096
 _MAX_DEPTH = 64  # graphs nest inside node attributes (If, Loop, Scan); real models nest a few
 
 # ModelProto
@@ -38,6 +44,52 @@ class ProtoError(ValueError):
     """The bytes are not a well-formed protobuf message."""
 
 
+class MetadataLimitError(ProtoError):
+    """The metadata passed a limit while it was read; ``entries`` were read when it stopped."""
+
+    def __init__(self, message: str, entries: int) -> None:
+        super().__init__(message)
+        self.entries = entries
+
+
+@dataclass(frozen=True)
+class MetadataLimits:
+    """How much metadata a reader accepts: key and value bytes in all, and entries."""
+
+    max_bytes: int = DEFAULT_MAX_METADATA_BYTES
+    max_entries: int = MAX_METADATA_ENTRIES
+
+    def counter(self) -> MetadataCounter:
+        """A running count against these limits, for one file."""
+        return MetadataCounter(self)
+
+
+class MetadataCounter:
+    """Counts metadata entries as a reader meets them; raises MetadataLimitError past a limit."""
+
+    def __init__(self, limits: MetadataLimits) -> None:
+        self.limits = limits
+        self.entries = 0
+        self.size = 0
+
+    def add(self, size: int) -> None:
+        """One more entry of ``size`` key and value bytes."""
+        self.entries += 1
+        self.size += size
+        if self.size > self.limits.max_bytes:
+            raise MetadataLimitError(
+                f"carries {self.size:,}+ bytes of metadata, over the "
+                f"{self.limits.max_bytes:,}-byte limit",
+                self.entries,
+            )
+        if self.entries > self.limits.max_entries:
+            raise MetadataLimitError(
+                f"carries {self.entries:,}+ metadata entries, over the "
+                f"{self.limits.max_entries:,}-entry limit",
+                self.entries,
+            )
+
+
 @dataclass
 class ProtoFacts:
     """What the loader wants to know about an ONNX ModelProto."""
@@ -50,9 +102,11 @@ class ProtoFacts:
     metadata: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value), in order
 
 
-def inspect_model(data: bytes) -> ProtoFacts:
-    """Walk a serialized ModelProto; raise ProtoError if the wire format is broken."""
+def inspect_model(data: bytes, limits: MetadataLimits | None = None) -> ProtoFacts:
+    """Walk a serialized ModelProto; raise ProtoError if the wire format is broken, and
+    MetadataLimitError as soon as its metadata passes ``limits``."""
     facts = ProtoFacts()
+    counter = (limits or MetadataLimits()).counter()
     name = version = ""
     buf = memoryview(data)
     for num, wire, a, b in _fields(buf, 0, len(buf)):
@@ -72,6 +126,7 @@ def inspect_model(data: bytes) -> ProtoFacts:
             if domain in ("", "ai.onnx") and opset is not None:
                 facts.opset = opset
         elif num == _M_METADATA:
+            counter.add(_entry_size(buf, a, b))  # before copying: a refusal copies nothing
             facts.metadata.append(_entry(buf, a, b))
         elif num == _M_TRAINING_INFO:
             for n, w, c, d in _fields(buf, a, b):
@@ -165,6 +220,15 @@ def _entry(buf: memoryview, start: int, end: int) -> tuple[bytes, bytes]:
         elif num == 2 and wire == 2:
             value = bytes(buf[a:b])
     return key, value
+
+
+def _entry_size(buf: memoryview, start: int, end: int) -> int:
+    """The bytes a StringStringEntryProto's key and value hold (what _entry would copy)."""
+    size = 0
+    for num, wire, a, b in _fields(buf, start, end):
+        if num in (1, 2) and wire == 2:
+            size += b - a
+    return size
 
 
 def _text(buf: memoryview, start: int, end: int) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from gru_edge.runtime import contract
+from gru_edge.runtime import checked_run, contract
 from gru_edge.runtime.providers import CUDA
 
 _OUTPUTS = [contract.OUTPUT_LOGITS, contract.OUTPUT_STATE]
@@ -63,7 +63,8 @@ class OrtStep:
         self._values = values  # keep the OrtValues (and the memory they wrap) alive
         self._a_to_b = self._binding(values[0], values[1])
         self._b_to_a = self._binding(values[1], values[0])
-        self._run = session.run_with_iobinding
+        self._run_binding = session.run_with_iobinding
+        self._vocab, self._units = vocab_size, units
 
     def _binding(self, state_in: ort.OrtValue, state_out: ort.OrtValue) -> ort.IOBinding:
         binding = self._session.io_binding()
@@ -81,7 +82,7 @@ class OrtStep:
             if state is self._a:
                 if ids is not self._ids:
                     np.copyto(self._ids, ids)
-                self._run(self._a_to_b)  # run_options=None keeps this call cheap
+                self._run(self._a_to_b)
                 return self._logits, self._b
             if state is self._b:
                 if ids is not self._ids:
@@ -89,6 +90,14 @@ class OrtStep:
                 self._run(self._b_to_a)
                 return self._logits, self._a
         return self._plain(ids, state)
+
+    def _run(self, binding: ort.IOBinding) -> None:
+        # The outputs are bound to buffers of the contract's shapes: onnxruntime refuses
+        # other shapes, which run_failed reports. run_options=None keeps this call cheap.
+        try:
+            self._run_binding(binding)
+        except Exception as exc:
+            raise checked_run.run_failed(exc) from None
 
     @property
     def ids_buffer(self) -> np.ndarray:
@@ -98,13 +107,17 @@ class OrtStep:
     def _plain(self, ids: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         if isinstance(state, ort.OrtValue):
             state = state.numpy()
-        logits, state_out = self._session.run(
+        logits, state_out = checked_run.run(
+            self._session,
             _OUTPUTS,
             {
                 contract.INPUT_IDS: np.ascontiguousarray(ids, dtype=np.int64),
                 contract.INPUT_STATE: np.ascontiguousarray(state, dtype=np.float32),
             },
         )
+        rows = ids.shape[0]
+        checked_run.check_shape(contract.OUTPUT_LOGITS, logits, (rows, self._vocab), np.float32)
+        checked_run.check_shape(contract.OUTPUT_STATE, state_out, (rows, self._units), np.float32)
         if state_out.shape[0] != self._batch:
             return logits, state_out  # another batch size: no buffers to hand out
         if isinstance(self._a, np.ndarray):

@@ -8,11 +8,9 @@ checked after it is created.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 from gru_edge.runtime.errors import DeviceError, UsageError
 
-Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

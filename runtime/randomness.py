@@ -17,7 +17,7 @@ The stream is counter-based: any position is computed directly, chunks of any si
 same values, and row ``b`` of a batch seeded ``s`` draws the noise of the single stream seeded
 ``s + b``. Only 64-bit integer arithmetic and a table of 65,536 float64 logarithms are involved:
 every language has them, and the model file computes exactly this inside its graph
-(exporter.generator_graph). Sixteen bits of uniform per entry put the Gumbel-max draw within
+(runtime.generator_build). Sixteen bits of uniform per entry put the Gumbel-max draw within
 about 2**-16 of exact softmax sampling, and cost a quarter of the hashing of one hash per entry.
 """
 

@@ -1,6 +1,6 @@
 """The one sampler: next-character ids from logits and the specified noise, used by the host
 loop, the trainer's per-epoch samples and the parity tests. The model file's own generator
-(exporter.generator_graph) computes exactly the same thing inside its graph.
+(runtime.generator_build) computes exactly the same thing inside its graph.
 
 The rule, per row (``T`` = float32(temperature), ``g`` = the stream's Gumbel noise for this
 character, runtime.randomness):

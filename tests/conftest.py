@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from onnx_models import make_model, write_model
+from tool_checks import pytest_unconfigure  # noqa: F401  (the skipped-tools summary)
 
 from gru_edge.runtime.generator import Generator
 

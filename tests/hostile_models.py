@@ -174,3 +174,130 @@ def _varint(value: int) -> bytes:
         out.append(byte | (0x80 if value else 0))
         if not value:
             return bytes(out)
+
+
+def shared_subgraph_ort(levels: int = 60) -> bytes:
+    """An ORT-format model whose graph nests ``levels`` deep, each graph's one node having an
+    attribute that lists the next graph twice (FlatBuffers let two references share a table):
+    2**levels paths in a few kilobytes."""
+    import flatbuffers
+    from onnxruntime.tools.ort_format_model.ort_flatbuffers_py.fbs import (
+        Attribute,
+        Graph,
+        InferenceSession,
+        Model,
+        Node,
+        OperatorSetId,
+    )
+
+    builder = flatbuffers.Builder(1024)
+    graph = _ort_graph(builder, Graph, [])
+    for _ in range(levels):
+        name = builder.CreateString("branches")
+        Attribute.StartGraphsVector(builder, 2)
+        builder.PrependUOffsetTRelative(graph)
+        builder.PrependUOffsetTRelative(graph)
+        graphs = builder.EndVector()
+        Attribute.Start(builder)
+        Attribute.AddName(builder, name)
+        Attribute.AddGraphs(builder, graphs)
+        attribute = Attribute.End(builder)
+        Node.StartAttributesVector(builder, 1)
+        builder.PrependUOffsetTRelative(attribute)
+        attributes = builder.EndVector()
+        Node.Start(builder)
+        Node.AddAttributes(builder, attributes)
+        graph = _ort_graph(builder, Graph, [Node.End(builder)])
+    domain = builder.CreateString("")
+    OperatorSetId.Start(builder)
+    OperatorSetId.AddDomain(builder, domain)
+    OperatorSetId.AddVersion(builder, OPSET)
+    opset = OperatorSetId.End(builder)
+    Model.StartOpsetImportVector(builder, 1)
+    builder.PrependUOffsetTRelative(opset)
+    opsets = builder.EndVector()
+    Model.Start(builder)
+    Model.AddIrVersion(builder, 8)
+    Model.AddOpsetImport(builder, opsets)
+    Model.AddGraph(builder, graph)
+    model = Model.End(builder)
+    InferenceSession.Start(builder)
+    InferenceSession.AddModel(builder, model)
+    builder.Finish(InferenceSession.End(builder), file_identifier=b"ORTM")
+    return bytes(builder.Output())
+
+
+def shared_vector_ort(graphs: int = 300, nodes: int = 300) -> bytes:
+    """An ORT-format model whose one node lists ``graphs`` distinct graphs that all share one
+    vector of ``nodes`` references to one node: graphs x nodes tables to read in a few KB."""
+    import flatbuffers
+    from onnxruntime.tools.ort_format_model.ort_flatbuffers_py.fbs import (
+        Attribute,
+        Graph,
+        InferenceSession,
+        Model,
+        Node,
+    )
+
+    builder = flatbuffers.Builder(1024)
+    Node.Start(builder)
+    node = Node.End(builder)
+    Graph.StartNodesVector(builder, nodes)
+    for _ in range(nodes):
+        builder.PrependUOffsetTRelative(node)
+    shared = builder.EndVector()
+    tables = []
+    for index in range(graphs):
+        Graph.Start(builder)
+        Graph.AddNodes(builder, shared)
+        Graph.AddMaxNodeIndex(builder, index + 1)  # a field apart, so no two tables dedupe
+        tables.append(Graph.End(builder))
+    Attribute.StartGraphsVector(builder, graphs)
+    for table in reversed(tables):
+        builder.PrependUOffsetTRelative(table)
+    vector = builder.EndVector()
+    Attribute.Start(builder)
+    Attribute.AddGraphs(builder, vector)
+    attribute = Attribute.End(builder)
+    Node.StartAttributesVector(builder, 1)
+    builder.PrependUOffsetTRelative(attribute)
+    attributes = builder.EndVector()
+    Node.Start(builder)
+    Node.AddAttributes(builder, attributes)
+    top = _ort_graph(builder, Graph, [Node.End(builder)])
+    Model.Start(builder)
+    Model.AddGraph(builder, top)
+    model = Model.End(builder)
+    InferenceSession.Start(builder)
+    InferenceSession.AddModel(builder, model)
+    builder.Finish(InferenceSession.End(builder), file_identifier=b"ORTM")
+    return bytes(builder.Output())
+
+
+def _ort_graph(builder, graph_module, nodes: list[int]) -> int:
+    graph_module.StartNodesVector(builder, len(nodes))
+    for node in reversed(nodes):
+        builder.PrependUOffsetTRelative(node)
+    vector = builder.EndVector()
+    graph_module.Start(builder)
+    graph_module.AddNodes(builder, vector)
+    return graph_module.End(builder)
+
+
+def write_ort_twin(onnx_bytes: bytes, path: Path) -> Path:
+    """``onnx_bytes`` converted to the ORT format by onnxruntime itself, as `export --ort`
+    converts (exporter.mobile: constant folding off, which the generator check relies on),
+    written to ``path``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(path)
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    options.log_severity_level = 4
+    ort.InferenceSession(
+        onnx_bytes,
+        options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=["NchwcTransformer", "ConstantFolding"],
+    )
+    return path

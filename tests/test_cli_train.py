@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 
 import pytest
@@ -65,6 +67,18 @@ def test_train_cli_quiet_prints_nothing(tmp_path, tiny_corpus):
     )
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
+
+
+def test_quiet_training_on_a_one_character_corpus_prints_nothing(tmp_path):
+    # A separate process: pytest's own warning capture would hide what tf-keras prints.
+    corpus = tmp_path / "one.txt"
+    corpus.write_text("a" * 2000, encoding="utf-8")
+    gru_edge = os.path.join(os.path.dirname(sys.executable), "gru-edge")
+    args = [gru_edge, "train", str(corpus), "--out", str(tmp_path / "q"), *_tiny_args()]
+    args += ["--epochs", "1", "--quiet"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (done.stdout, done.stderr) == ("", "")
 
 
 @pytest.mark.parametrize(

@@ -156,13 +156,78 @@ def test_opset_outside_the_supported_range(tmp_path, trained_run, opset):
 
 def test_export_names_but_keeps_the_temporary_files_a_kill_left(tmp_path, trained_run):
     out = tmp_path / "m.onnx"
-    stale = tmp_path / ".m.onnx.a1b2c3d4.tmp.onnx"
-    stale.write_bytes(b"half an onnx file")
+    names = [  # an --ort export killed mid-way leaves all three
+        ".m.onnx.a1b2c3d4.tmp.onnx",
+        ".m.ort.e5f6g7h8.tmp.ort",
+        ".m.required_operators.config.i9j0k1l2.tmp.config",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"half a file")
+    (tmp_path / ".other.onnx.a1b2c3d4.tmp.onnx").write_bytes(b"another --out's")
     result = runner.invoke(app, ["export", str(trained_run), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "note: 1 temporary file(s) from an interrupted export" in result.stdout
-    assert ".m.onnx.a1b2c3d4.tmp.onnx" in result.stdout
-    assert stale.read_bytes() == b"half an onnx file" and out.stat().st_size > 0
+    assert "note: 3 temporary file(s) from an interrupted export" in result.stdout
+    assert all(name in result.stdout for name in names) and ".other" not in result.stdout
+    assert all((tmp_path / name).read_bytes() == b"half a file" for name in names)
+    assert out.stat().st_size > 0
+
+
+def _stepper_with(change):
+    from gru_edge.trainer.model import build_stepper
+
+    def tampered(model):
+        stepper = build_stepper(model)
+        layer = stepper.get_layer("logits")
+        kernel, bias = layer.get_weights()
+        layer.set_weights([change(kernel), bias])
+        return stepper
+
+    return tampered
+
+
+def test_a_nan_weight_is_named_as_a_nan(tmp_path, trained_run, monkeypatch):
+    import numpy as np
+
+    import gru_edge.exporter.export as export_module
+
+    def with_nan(kernel):
+        kernel = kernel.copy()
+        kernel[0, 0] = np.nan
+        return kernel
+
+    monkeypatch.setattr(export_module, "build_stepper", _stepper_with(with_nan))
+    out = tmp_path / "nan.onnx"
+    with pytest.raises(ExportValidationError) as caught:
+        export_module.export_run(trained_run, out, log=lambda _m: None)
+    message = str(caught.value)
+    assert "window probabilities vs trained model: NaN in the ONNX output" in message
+    assert "NaN in the ONNX and the Keras outputs" in message
+    # the generator stage still ran, and says why it could not finish
+    assert "(generator: could not run (the model computed NaN logits" in message
+    assert "inf" not in message and "\n" not in message
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_every_validation_stage_runs_and_one_error_names_them_all(
+    tmp_path, trained_run, monkeypatch
+):
+    import gru_edge.exporter.export as export_module
+    import gru_edge.exporter.generator_graph as graph_module
+
+    # the step does not match the trained model, and the generator draws other noise
+    monkeypatch.setattr(export_module, "build_stepper", _stepper_with(lambda k: k * 1.01))
+    monkeypatch.setattr(graph_module, "GOLDEN", graph_module.GOLDEN ^ 1)
+    lines: list[str] = []
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(ExportValidationError) as caught:
+        export_module.export_run(trained_run, out, ort_format=True, log=lines.append)
+    message = str(caught.value)
+    assert "the ONNX model does not match Keras (window probabilities vs trained model" in message
+    assert "generator does not write what the model does (generator, sampled" in message
+    assert "\n" not in message and message.endswith("; nothing written")
+    # the .ort stage ran too (it matches its .onnx), and nothing of the three was written
+    assert any(line.startswith("- .ort rollout logits vs .onnx") for line in lines)
+    assert not list(tmp_path.iterdir())
 
 
 def test_export_validates_the_generator_and_writes_gru_edge_2(tmp_path, trained_run):
@@ -182,7 +247,7 @@ def test_export_validates_the_generator_and_writes_gru_edge_2(tmp_path, trained_
 def test_a_generator_that_draws_other_noise_fails_and_writes_nothing(
     tmp_path, trained_run, monkeypatch
 ):
-    import gru_edge.exporter.generator_graph as graph_module
+    import gru_edge.runtime.generator_pick as graph_module
     from gru_edge.exporter.export import export_run
 
     monkeypatch.setattr(graph_module, "GOLDEN", graph_module.GOLDEN ^ 1)  # not the spec's stream

@@ -2,12 +2,14 @@
 
 Both run the model file's own generator (gru-edge/2) with the same feeds, so their stdout must
 agree byte for byte: greedy and sampled, with top-k and top-p, for short and long primes,
-non-ASCII primes and stacked GRUs. Needs node and `npm install --onnxruntime-node-install=skip`
-in examples/node; without them the tests are skipped, except under CI (CI set), where they fail.
+non-ASCII primes and stacked GRUs. Needs node and examples/node's npm packages (the js/ package
+and onnxruntime-node: `bash .ci/install-js`); without them the tests are skipped, except under CI
+(CI set), where they fail.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +19,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx_models import DEFAULT_VOCAB, OPSET, default_metadata, write_model
-from tool_checks import require
+from tool_checks import INSTALL, require
 from typer.testing import CliRunner
 
 from gru_edge.cli import app
@@ -25,7 +27,6 @@ from gru_edge.exporter.generator_graph import add_generator
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "examples" / "node"
 SCRIPT = NODE_DIR / "generate.js"
-INSTALL = "cd examples/node && npm install --onnxruntime-node-install=skip"
 runner = CliRunner()
 
 
@@ -38,7 +39,7 @@ def node() -> str:
         problem = "node is not on PATH"
     elif not (NODE_DIR / "node_modules" / "onnxruntime-node" / "package.json").is_file():
         problem = "examples/node/node_modules lacks onnxruntime-node"
-    require(problem, f"Node 18+ and `{INSTALL}`", "the Node client's test")
+    require(problem, INSTALL, "the Node client's test")
     return exe
 
 
@@ -260,7 +261,7 @@ def test_drawn_seed_is_reported_and_repeats(node, workdir, models):
 
 def test_unknown_prime_character(node, workdir, models):
     line = _both_refuse(node, workdir, models["small"], "--prime", "tick ✓", "-l", 10)
-    assert '"✓"' in line
+    assert "'✓'" in line
     assert _node(node, workdir, models["small"], "--prime", "✓").returncode == 2
 
 
@@ -307,3 +308,51 @@ def test_missing_model_and_help(node, workdir, models):
     assert _node(node, workdir).returncode == 2
     shown = _node(node, workdir, "--help")
     assert shown.returncode == 0 and b"--top-p" in shown.stdout
+
+
+# --- nothing raw reaches the terminal ----------------------------------------------------------
+
+
+def test_a_vocabulary_with_escape_sequences_is_refused_as_python_refuses_it(
+    node, workdir, tmp_path
+):
+    vocab = [*DEFAULT_VOCAB[:5], "\x1b", *DEFAULT_VOCAB[6:]]
+    model = write_model(tmp_path / "escape.onnx", units=16, seed=1, vocab=vocab)
+    line = _both_refuse(node, workdir, model, "-l", 20, "--seed", 1)
+    python = _python(model, "-l", 20, "--seed", 1)
+    assert line + "\n" == python.stderr
+    assert "vocabulary entry 5 is '\\x1b', a control character" in line
+    assert b"\x1b" not in _node(node, workdir, model, "-l", "20").stderr
+
+
+def test_control_characters_in_a_message_are_escaped(node, workdir):
+    js = _node(node, workdir, "no\x1b]0;title\x07\nsuch.onnx")
+    assert js.returncode == 1 and js.stdout == b""
+    assert (
+        js.stderr
+        == b"Error: model file not found: no\\x1b]0;title\\x07\\x0asuch.onnx; check the path\n"
+    )
+
+
+def test_a_keras_file_or_run_directory_gets_the_export_command(node, workdir, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "model.keras").write_bytes(b"PK\x03\x04" + bytes(40))
+    for path in (run, run / "model.keras"):
+        line = _both_refuse(node, workdir, path)
+        assert line + "\n" == _python(path).stderr
+        assert "gru-edge export" in line
+
+
+def test_what_is_no_model_file_is_refused_as_python_refuses_it(node, workdir, tmp_path):
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    fifo = tmp_path / "fifo.onnx"
+    os.mkfifo(fifo)  # reading it would block: both refuse it unread
+    huge = tmp_path / "huge.onnx"
+    with open(huge, "wb") as handle:
+        handle.truncate(256 * 1024 * 1024 + 1)  # sparse: refused by its size, unread
+    for path in (empty, fifo, huge, tmp_path, tmp_path / "missing.onnx"):
+        line = _both_refuse(node, workdir, path)
+        assert line + "\n" == _python(path).stderr

@@ -122,12 +122,16 @@ def test_a_wheel_holds_only_the_gru_edge_package(tmp_path):
     assert tops == {"gru_edge", f"gru_edge-{gru_edge.__version__}.dist-info"}
     for module in ("runtime/generator.py", "trainer/train.py", "exporter/export.py", "py.typed"):
         assert f"gru_edge/{module}" in names
+    from gru_edge.web import PAGE_FILES
+
+    for page_file in PAGE_FILES:  # what `gru-edge web` writes, js/'s copies included
+        assert f"gru_edge/webpage/{page_file}" in names
     assert not [n for n in names if n.startswith("gru_edge/") and "__pycache__" in n]
     assert any(n.endswith("licenses/LICENSE") for n in names)
 
 
-def test_the_readme_layout_names_every_module():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+def test_the_development_page_layout_names_every_module():
+    readme = (REPO / "docs" / "development.md").read_text(encoding="utf-8")
     layout = readme.split("## Layout", 1)[1].split("```", 2)[1]
     listed = {line.split()[0] for line in layout.splitlines() if line.strip()}
     modules = {

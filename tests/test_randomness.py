@@ -1,5 +1,5 @@
 """The specified random stream: the vectorised numpy version against a scalar one written from
-the README's description, chunking, rows, distribution, and the README's test vectors."""
+docs/model-file.md's description, chunking, rows, distribution, and its test vectors."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ from gru_edge.runtime.randomness import (
     table_indices,
 )
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+SPEC = Path(__file__).resolve().parents[1] / "docs" / "model-file.md"
 MASK = (1 << 64) - 1
 
 
 def scalar_index(seed: int, row: int, position: int, entry: int, vocab: int) -> int:
-    """m for one (row, position, entry), with Python integers, as the README states it."""
+    """m for one (row, position, entry), with Python integers, as docs/model-file.md states it."""
     h = -(-vocab // 4)
     q, r = divmod(entry, 4)
     z = ((seed + row) + (position * h + q + 1) * 0x9E3779B97F4A7C15) & MASK
@@ -92,12 +92,12 @@ def test_hashes_per_position():
     assert [hashes_per_position(v) for v in (1, 4, 5, 63, 64, 65)] == [1, 1, 2, 16, 16, 17]
 
 
-def test_the_readmes_test_vectors():
-    """The README gives, for a few seeds, the first table indices of the stream; they must be
-    what the code computes (a reader implementing the stream checks against these)."""
-    text = README.read_text(encoding="utf-8")
+def test_the_specifications_test_vectors():
+    """docs/model-file.md gives, for a few seeds, the first table indices of the stream; they
+    must be what the code computes (a reader implementing the stream checks against these)."""
+    text = SPEC.read_text(encoding="utf-8")
     rows = re.findall(r"^\| (\d+) \| (\d+) \| ([\d, ]+) \| ([-\d., ]+) \|$", text, re.M)
-    assert len(rows) >= 3, "the README's test-vector table is missing"
+    assert len(rows) >= 3, "the specification's test-vector table is missing"
     for seed, vocab, indices, values in rows:
         seed, vocab = int(seed), int(vocab)
         expected = [int(x) for x in indices.split(",")]

@@ -5,6 +5,7 @@ every check they make happens before gru-edge imports it."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -275,3 +276,57 @@ def test_resume_refuses_symlinked_run_files(tmp_path, trained_run, tiny_corpus):
     )
     assert_one_line_error(result, "history.csv as symlinks")
     assert precious.read_text(encoding="utf-8") == "do not overwrite"
+
+
+# --- a full disk: one line, and the run keeps what it had --------------------------------------
+
+
+def _disk_full(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device", "the-file-being-written")
+
+
+@pytest.mark.parametrize("where", ["json", "model"])
+def test_a_full_disk_during_resume_is_one_line_and_the_run_stays(
+    tmp_path, trained_run, tiny_corpus, monkeypatch, where
+):
+    import tf_keras
+
+    run = copy_run(tmp_path, trained_run)
+    before = contents(run)
+    if where == "json":  # state.json, config.json, history.csv
+        monkeypatch.setattr(rundir, "atomic_write", _disk_full)
+    else:  # model.keras and the checkpoint
+        monkeypatch.setattr(tf_keras.Model, "save", _disk_full)
+    args = ["train", str(tiny_corpus), "--out", str(run), "--resume", "--epochs", "3"]
+    result = runner.invoke(app, args)
+    line = assert_one_line_error(
+        result, "cannot write the-file-being-written: No space left on device", "--resume"
+    )
+    assert result.exit_code == 1 and f"--out {run} --resume" in line
+    after = contents(run)
+    assert after["state.json"] == before["state.json"]
+    assert after["history.csv"] == before["history.csv"]
+    assert not any(rundir._is_leftover(name) for name in after)  # no temp file, no lock
+    if where == "model":
+        assert after == before
+    monkeypatch.undo()  # room again: the same run resumes
+    result = runner.invoke(app, [*args, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "state.json").read_text(encoding="utf-8"))["epoch"] == 3
+
+
+def test_a_full_disk_at_a_new_runs_first_file_leaves_nothing(tmp_path, tiny_corpus, monkeypatch):
+    monkeypatch.setattr(rundir, "atomic_write", _disk_full)
+    out = tmp_path / "new"
+    result = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(out), "--epochs", "1"])
+    line = assert_one_line_error(result, "No space left on device")
+    assert "--resume" not in line and f"then: gru-edge train {tiny_corpus} --out {out}" in line
+    assert not out.exists()
+
+
+def test_a_fifo_corpus_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "corpus.fifo"
+    os.mkfifo(fifo)  # no writer: reading it would block forever
+    result = runner.invoke(app, ["train", str(fifo), "--out", str(tmp_path / "r")])
+    assert_one_line_error(result, f"corpus {fifo} is a FIFO (named pipe), not a regular file")
+    assert not (tmp_path / "r").exists()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -259,3 +261,29 @@ def test_verbose_over_a_closed_pipe_reports_what_was_written(tmp_path, small_mod
     # 2,000,000 characters asked for.
     assert int(read) <= written < 1_000_000, (read, report)
     assert "stopped early: the reader closed the pipe" in report
+
+
+# --- a signal mid --output -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)]
+)
+def test_a_signal_mid_output_removes_the_temporary_file(tmp_path, small_model, signum, code):
+    script = Path(sys.executable).with_name("gru-edge")
+    out = tmp_path / "out.txt"
+    command = [str(script), "sample", str(small_model), "-l", "100000000", "-o", str(out)]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        # wait until the temporary file has text in it: generation is under way
+        while not any(p.stat().st_size for p in tmp_path.glob(".out.txt.*")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        stderr = proc.communicate(timeout=30)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == code, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], stderr  # nothing left, no out.txt
+    assert len(stderr.splitlines()) == 1 and "Traceback" not in stderr, stderr

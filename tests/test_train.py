@@ -233,6 +233,7 @@ def test_multi_worker_strategy_as_a_one_worker_cluster(tmp_path, tiny_corpus):
         "2",
         "--no-samples",
         "-q",
+        "--allow-open-port",  # TensorFlow's port, open on every interface (cluster.py)
     ]
     env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)

@@ -5,12 +5,19 @@ runs the page itself in Chromium)."""
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import socket
+import struct
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from cli_checks import assert_one_line_error
+from hostile_models import write_ort_twin
 from onnx_models import make_model, write_model
 from typer.testing import CliRunner
 
@@ -69,9 +76,10 @@ def test_ort_dist_copies_only_the_files_the_page_loads(small_model, tmp_path, or
 def test_the_node_client_and_the_page_share_one_protocol_module():
     root = Path(__file__).resolve().parents[1]
     client = (root / "examples" / "node" / "generate.js").read_text()
-    assert "require('../../gru_edge/webpage/protocol.js')" in client
+    assert "require('gru-edge')" in client  # the package in js/, whose copy the page loads
     for duplicate in (
-        "function readVarint",
+        "function varint",
+        "function parseVocabulary",
         "function withFeedableInputs",
         "async function* generate",
     ):
@@ -79,15 +87,68 @@ def test_the_node_client_and_the_page_share_one_protocol_module():
         assert duplicate not in (root / "gru_edge" / "webpage" / "app.js").read_text()
 
 
-def test_force_replaces_a_site_it_wrote(small_model, bench_model, tmp_path):
+def test_force_replaces_only_the_files_it_wrote(small_model, bench_model, tmp_path, ort_dist):
     out = tmp_path / "site"
-    assert _web(small_model, "--out", out).exit_code == 0
-    (out / "stale.txt").write_text("from before")
-    result = _web(bench_model, "--out", out, "--force")
+    assert _web(small_model, "--out", out, "--ort-dist", ort_dist).exit_code == 0
+    (out / "notes.txt").write_text("the user's")
+    (out / "ort" / "mine.js").write_text("the user's too")
+    result = _web(bench_model, "--out", out, "--force")  # this time without --ort-dist
     assert result.exit_code == 0, result.output
     assert (out / web.MODEL_NAME).read_bytes() == bench_model.read_bytes()
-    assert not (out / "stale.txt").exists()
+    # the files web wrote before and not now are gone; the user's stay, and it says so
+    assert _listing(out) == sorted(
+        [*web.PAGE_FILES, web.MODEL_NAME, web.MARKER, "notes.txt", "ort", "ort/mine.js"]
+    )
+    assert (out / "notes.txt").read_text() == "the user's"
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("Kept")]
+    assert "Kept 2 file(s)" in line and "notes.txt, ort/mine.js" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no temporary folders left
+
+
+@pytest.mark.parametrize(
+    "marker",
+    ["written by gru-edge web\n", "written by gru-edge web; the files it wrote:\n../outside\n"],
+    ids=["before-the-list", "edited"],
+)
+def test_force_never_removes_what_no_site_holds(small_model, tmp_path, marker):
+    out = tmp_path / "site"
+    assert _web(small_model, "--out", out).exit_code == 0
+    (out / web.MARKER).write_text(marker)  # an older marker, or one a user edited
+    (out / "mine.txt").write_text("keep")
+    (tmp_path / "outside").write_text("keep too")
+    result = _web(small_model, "--out", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert (out / "mine.txt").read_text() == "keep" and (tmp_path / "outside").exists()
+    assert "Kept 1 file(s)" in result.stderr and web.MARKER in _listing(out)
+
+
+def test_an_out_in_a_folder_it_cannot_write_is_one_line(small_model, tmp_path, monkeypatch):
+    def refused(**kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(web.tempfile, "mkdtemp", refused)
+    result = _web(small_model, "--out", tmp_path / "site")
+    assert_one_line_error(result, "cannot write the site", "Permission denied", "--out")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_an_out_in_a_read_only_folder_is_one_line(small_model, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        result = _web(small_model, "--out", folder / "site")
+    finally:
+        folder.chmod(0o755)
+    assert_one_line_error(result, "cannot write the site", "Permission denied")
+
+
+def test_an_ort_file_is_refused_with_the_onnx_to_use(tmp_path, small_model):
+    model = write_ort_twin(small_model.read_bytes(), tmp_path / "m.ort")
+    result = _web(model, "--out", tmp_path / "site")
+    assert_one_line_error(result, "m.ort is an ORT-format file", "pass the .onnx file")
+    assert not (tmp_path / "site").exists()
 
 
 def _no_garbage_model(path: Path) -> Path:
@@ -238,3 +299,59 @@ def test_the_server_serves_the_site_read_only(server, small_model):
     assert _request(server, "GET", "/")[0] == 200  # index.html
     assert _request(server, "GET", "/ort/")[0] == 404  # no listings
     assert _request(server, "GET", "/../../etc/passwd")[0] == 404
+
+
+def test_a_nul_in_the_path_is_a_400_and_no_traceback(server, capsys):
+    assert _request(server, "GET", "/%00")[0] == 400
+    assert _request(server, "HEAD", "/a%00b.js")[0] == 400
+    assert _request(server, "GET", "/index.html")[0] == 200  # still serving
+    assert capsys.readouterr().err == ""
+
+
+def test_a_server_error_is_a_500_and_one_line(server, capsys, monkeypatch):
+    def broken(self):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(web._ReadOnlyHandler, "send_head", broken)
+    assert _request(server, "GET", "/index.html")[0] == 500
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: disk on fire second line" in err, err
+
+
+def test_a_client_leaving_mid_file_is_not_an_error(server, capsys):
+    site = Path(server.RequestHandlerClass.keywords["directory"])
+    (site / "big.bin").write_bytes(bytes(32 * 1024 * 1024))
+    for _ in range(5):
+        with socket.create_connection(server.server_address[:2], timeout=10) as client:
+            client.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert client.recv(4096).startswith(b"HTTP/1.0 200")
+            # close with a reset, as a browser tab that is closed does
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    time.sleep(0.5)  # the handler threads meet the reset
+    assert _request(server, "GET", "/index.html")[0] == 200
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_ends_serve_and_removes_the_temporary_site(small_model, tmp_path, signum):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    script = Path(sys.executable).with_name("gru-edge")
+    proc = subprocess.Popen(
+        [str(script), "web", str(small_model), "--serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
+    try:
+        line = proc.stdout.readline()  # "Serving ... at URL": the site is written
+        assert "Serving" in line, proc.stderr.read()
+        assert list(temp.glob("gru-edge-web-*"))
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum, stderr
+    assert stderr.strip() == f"Stopped by {signum.name}."
+    assert list(temp.glob("gru-edge-web-*")) == []  # (other libraries leave files of their own)

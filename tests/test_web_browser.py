@@ -4,8 +4,9 @@ a GRU(16) and a GRU(128) model; a bad model file gets a message in #error.
 
 The page is served by gru_edge.web's own read-only server on a free port of 127.0.0.1, with
 onnxruntime-web copied in from tests/browser/node_modules (--ort-dist), and driven by
-tests/browser/drive.js (puppeteer-core). Needs /usr/bin/chromium, node and `npm install` in
-tests/browser; without them the tests are skipped, except under CI (CI set), where they fail.
+tests/browser/drive.js (puppeteer-core). Needs /usr/bin/chromium, node and tests/browser's npm
+packages (`bash .ci/install-js`); without them the tests are skipped, except under CI (CI set),
+where they fail.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 from onnx_models import write_model
-from tool_checks import require
+from tool_checks import INSTALL, require
 from typer.testing import CliRunner
 
 from gru_edge import web
@@ -29,7 +30,6 @@ BROWSER_DIR = Path(__file__).resolve().parent / "browser"
 DRIVER = BROWSER_DIR / "drive.js"
 ORT_DIST = BROWSER_DIR / "node_modules" / "onnxruntime-web" / "dist"
 CHROMIUM = Path("/usr/bin/chromium")
-INSTALL = "apt-get install -y chromium, then `cd tests/browser && npm install --no-audit --no-fund`"
 TIMEOUT_S = 120  # one driver run, all its pages together
 
 runner = CliRunner()
@@ -184,7 +184,10 @@ def test_the_screenshot_is_a_png(pages):
 
 @pytest.mark.parametrize(
     ("site", "needles"),
-    [("garbage", ["not an ONNX model file"]), ("v1", ["gru-edge/1", "gru-edge/2", "re-export"])],
+    [
+        ("garbage", ["not an ONNX model (truncated or corrupt"]),
+        ("v1", ["gru-edge/1", "gru-edge/2", "re-export"]),
+    ],
 )
 def test_a_bad_model_file_gets_a_message_in_the_page(site, needles, node, served):
     _, base = served
@@ -200,3 +203,10 @@ def test_bad_settings_get_a_message_in_the_page(node, served):
     (page,) = _drive(node, [_page_url(base, "small", {"top_p": "2", "length": 10})])
     assert page["state"] == "error"
     assert "top_p must be in (0, 1]" in page["error"]
+
+
+def test_the_page_caps_its_length(node, served):
+    _, base = served
+    (page,) = _drive(node, [_page_url(base, "small", {"length": 10**12})])
+    assert page["state"] == "error" and page["output"] == ""
+    assert "length must be at most 1,000,000 on this page" in page["error"], page["error"]

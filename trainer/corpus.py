@@ -11,6 +11,8 @@ from __future__ import annotations
 import codecs
 import hashlib
 import mmap
+import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import BinaryIO
 import numpy as np
 
 from gru_edge.runtime.errors import CorpusError
+from gru_edge.runtime.files import not_a_file
 from gru_edge.runtime.text import CHUNK_BYTES, iter_text_file
 from gru_edge.runtime.vocabulary import Vocabulary, smallest_dtype
 
@@ -49,10 +52,11 @@ def load_corpus(path: Path, *, chunk_bytes: int = CHUNK_BYTES) -> Corpus:
     Two passes: the first normalises the file into a temporary UTF-8 copy while it collects the
     vocabulary and the hash; the second encodes that copy, whose vocabulary is now known.
     Reading the copy rather than the file again keeps both passes on the same text even if
-    the file changes meanwhile or is a pipe. No temporary file outlives this call by name: the
+    the file changes meanwhile. No temporary file outlives this call by name: the
     ids' file is nameless and lives as long as its mapping (``Corpus.ids``).
     """
     path = Path(path)
+    _check_regular(path)
     try:
         with tempfile.TemporaryFile() as copy:
             scan = _Scan()
@@ -69,6 +73,22 @@ def load_corpus(path: Path, *, chunk_bytes: int = CHUNK_BYTES) -> Corpus:
             f"{exc.strerror}; free some space there or point TMPDIR at a folder with room"
         ) from None
     return Corpus(path, vocab, ids, scan.digest.hexdigest())
+
+
+def _check_regular(path: Path) -> None:
+    """CorpusError for a FIFO, a device or a socket: reading one blocks until a writer comes
+    (or never ends, like /dev/zero) with nothing said; a missing file or a folder is left to
+    the reader, which names those."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    kind = None if stat.S_ISDIR(mode) else not_a_file(mode)
+    if kind:
+        raise CorpusError(
+            f"corpus {path} is {kind}, not a regular file; training reads a corpus to its end: "
+            "save the text to a file and pass that"
+        )
 
 
 class _Scan:

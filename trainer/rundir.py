@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,27 @@ def append_samples(run_dir: Path, block: str) -> None:
     path = run_dir / SAMPLES
     previous = path.read_text(encoding="utf-8") if path.exists() else ""
     atomic_write(path, previous + block)
+
+
+# A write that fails for want of room or rights, not for a bug of ours.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+
+
+@contextlib.contextmanager
+def write_errors(out: Path, command: str) -> Iterator[None]:
+    """A full disk (or quota, a read-only or failing disk) ends the run with one line. Every
+    file is written to a temporary file and renamed, state.json last: the run keeps its
+    completed epochs."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        again = f"{command} --resume" if (out / STATE).exists() else command
+        raise RunDirError(
+            f"cannot write {exc.filename or out}: {exc.strerror}; the run in {out} keeps its "
+            f"completed epochs; free some space, then: {again}"
+        ) from None
 
 
 def is_run(path: Path) -> bool:

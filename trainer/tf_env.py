@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 from types import ModuleType
 
 from gru_edge.runtime.errors import missing_train_extra
@@ -27,6 +28,11 @@ def load_tf(what: str = "this command") -> tuple[ModuleType, ModuleType]:
             tf.config.list_physical_devices()  # device probing logs here, hidden too
     except ImportError:
         raise missing_train_extra(what) from None
+    # A one-character corpus trains a one-class softmax (loss 0, as it should be); tf-keras
+    # warns about that shape on every trace, two lines even with --quiet.
+    warnings.filterwarnings(
+        "ignore", message="In loss categorical_crossentropy, expected y_pred.shape"
+    )
     return tf, tf_keras
 
 

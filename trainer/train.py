@@ -21,8 +21,10 @@ from gru_edge.trainer.cluster import (
     ClusterError,
     Sync,
     Worker,
+    check_open_port,
     check_timeout,
     collective_errors,
+    joins_cluster,
     make_strategy,
     this_worker,
 )
@@ -61,6 +63,7 @@ def train(
     log: Callable[[str], None] = print,
     callbacks: list[Any] | None = None,
     worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
+    allow_open_port: bool = False,
 ) -> TrainResult:
     """Train (or resume) a run on ``corpus_path`` into the run directory ``out``.
 
@@ -69,7 +72,8 @@ def train(
     to interrupt a run). The run directory is locked for the whole call (trainer/lock.py).
     In a multi-worker cluster only the chief does that; every other worker follows the chief's
     run in a private temporary folder (see _follow), and ``worker_timeout`` bounds how long a
-    worker waits for the others.
+    worker waits for the others. A multi-worker run opens TensorFlow's unauthenticated port
+    on every interface: it needs ``allow_open_port`` (cluster.check_open_port).
     """
     options, out = options or TrainOptions(), Path(out)
     say = (lambda _msg: None) if quiet else log
@@ -77,6 +81,8 @@ def train(
         raise UsageError("--resume and --force contradict each other; pick one")
     check_timeout(worker_timeout)
     worker = _cluster_worker(options)
+    if worker is not None and joins_cluster(worker, options.strategy, resume, out):
+        say(check_open_port(worker, allow_open_port))
     corpus = load_corpus(Path(corpus_path))
     if worker is not None and not worker.chief:
         return _follow(corpus, options, worker, resume, say, quiet, callbacks, worker_timeout)
@@ -86,14 +92,24 @@ def train(
     else:
         rundir.check_fresh(out, force)
     load_tf("gru-edge train")  # before anything touches the run directory
+    made = not resume and not out.exists()
     if not resume:
         rundir.make_dir(out)
-    with training_lock(out):
-        config, state, info = _claim(out, corpus, options, fresh, force, say)
-        run = _start(out, corpus, config, state, info, resume, say, tensorboard, worker_timeout)
-        again = f"gru-edge train {corpus_path} --out {out} --resume"
-        again += " on every worker" if run.sync else ""
-        _epochs(run, callbacks, quiet, worker_timeout, again)
+    try:
+        with (
+            training_lock(out),
+            rundir.write_errors(out, f"gru-edge train {corpus_path} --out {out}"),
+        ):
+            config, state, info = _claim(out, corpus, options, fresh, force, say)
+            run = _start(out, corpus, config, state, info, resume, say, tensorboard, worker_timeout)
+            again = f"gru-edge train {corpus_path} --out {out} --resume"
+            again += " on every worker" if run.sync else ""
+            _epochs(run, callbacks, quiet, worker_timeout, again)
+    except BaseException:
+        if made:  # a run that failed before its first file (e.g. its cluster never formed)
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     return TrainResult(out, state.epoch, state.best_epoch, state.best, state.history)
 
 
@@ -149,7 +165,7 @@ def _follow(
     tf, _ = load_tf("gru-edge train")
     with tempfile.TemporaryDirectory(prefix="gru-edge-worker-") as tmp:
         work = Path(tmp)
-        strategy = make_strategy(tf, timeout)
+        strategy = make_strategy(tf, timeout, worker, say)
         sync = Sync(tf, strategy, chief=False)
         with collective_errors(tf, timeout):
             info, state = _share(sync, work, None, None, resume)
@@ -275,7 +291,7 @@ def _start(
     if strategy is not None:
         sync = Sync(tf, strategy, chief=False)
     elif multi_worker:
-        strategy = make_strategy(tf, timeout)
+        strategy = make_strategy(tf, timeout, this_worker(), say)
         sync = Sync(tf, strategy, chief=True)
     else:
         strategy = _strategy(tf, config.strategy)

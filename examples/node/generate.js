@@ -8,17 +8,18 @@
 //   node generate.js MODEL.onnx [--prime TEXT] [--length N] [--seed S] [--temperature T]
 //                               [--top-k K] [--top-p P]
 //
-// See README.md next to this file for the protocol.
+// A tiny app on the `gru-edge` package (js/ in the repository: the protocol, the model checks
+// and the chunked generation, shared with gru-edge's web page) and onnxruntime-node; see
+// README.md next to this file and docs/javascript.md.
 'use strict';
 
 const crypto = require('crypto');
 const fs = require('fs');
+const path = require('path');
 
-// The protocol (protobuf reader, input defaults, text normalisation, chunked generation) lives
-// in one file that gru-edge's web page uses too: gru_edge/webpage/protocol.js in this repository.
-const protocol = require('../../gru_edge/webpage/protocol.js');
+const protocol = require('gru-edge');
 
-const { UsageError, ModelError, checkOptions, normalizeText, encodePrime, readModel, withFeedableInputs } = protocol;
+const { UsageError, ModelError, checkOptions, encodePrime, printable, oneLine } = protocol;
 
 const USAGE = `usage: node generate.js MODEL.onnx [options]
 
@@ -91,22 +92,46 @@ function parseArgs(argv) {
 
 // ---------------------------------------------------------------- the model
 
-async function loadModel(ort, path) {
+const MAX_BYTES = 256 * 1024 * 1024; // as gru-edge's loader: a GRU(512) over 200 characters is ~5 MB
+
+// The file's bytes, refused as gru-edge sample refuses a path that is no model file.
+function readModelFile(file) {
+  let info;
+  try {
+    info = fs.statSync(file);
+  } catch (e) {
+    if (e.code === 'ENOENT') throw new ModelError(`model file not found: ${file}; check the path`);
+    throw new ModelError(`cannot read model file ${file}: ${e.message}`);
+  }
+  if (info.isDirectory()) {
+    const isRun = ['config.json', 'model.keras'].every((f) => fs.existsSync(path.join(file, f)));
+    if (isRun) {
+      throw new ModelError(
+        `${file} is a training run directory, not a model file; export it first: gru-edge export ${file} --out model.onnx`,
+      );
+    }
+    throw new ModelError(`${file} is a directory; pass the .onnx file inside it`);
+  }
+  if (!info.isFile()) throw new ModelError(`${file} is not a regular file; pass an .onnx file`);
+  if (info.size === 0) throw new ModelError(`model file ${file} is empty; ${protocol.REEXPORT}`);
+  const tooBig = () =>
+    new ModelError(
+      `model file ${file} is over the ${MAX_BYTES.toLocaleString('en-US')}-byte limit ` +
+        `(${info.size.toLocaleString('en-US')} bytes); is it a gru-edge model?`,
+    );
+  if (info.size > MAX_BYTES) throw tooBig();
   let bytes;
   try {
-    bytes = fs.readFileSync(path);
+    bytes = fs.readFileSync(file);
   } catch (e) {
-    throw new ModelError(`cannot read model file ${path}: ${e.code === 'ENOENT' ? 'not found' : e.message}`, 2);
+    throw new ModelError(`cannot read model file ${file}: ${e.message}`);
   }
-  return protocol.openModel(ort, bytes, path, {
-    executionProviders: ['cpu'],
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-    logSeverityLevel: 3, // errors come back as exceptions; onnxruntime's warnings stay off stderr
-    // as gru-edge does: the same matrix kernels for the prime as for the generator's Loop
-    extra: { session: { disable_prepacking: '1' } },
-  });
+  if (bytes.length > MAX_BYTES) throw tooBig();
+  return bytes;
+}
+
+async function loadModel(ort, file) {
+  return protocol.openModel(ort, readModelFile(file), file, protocol.sessionOptions('cpu'));
 }
 
 // ---------------------------------------------------------------- main
@@ -117,7 +142,7 @@ async function main(argv) {
     args = parseArgs(argv);
   } catch (e) {
     if (e instanceof UsageError) {
-      process.stderr.write(`Error: ${e.message}\n`);
+      process.stderr.write(`Error: ${oneLine(e.message)}\n`);
       return e.exitCode;
     }
     throw e;
@@ -131,7 +156,7 @@ async function main(argv) {
     ort = require('onnxruntime-node');
   } catch (e) {
     process.stderr.write(
-      'Error: onnxruntime-node is not installed; run `npm install --onnxruntime-node-install=skip` in examples/node\n',
+      'Error: onnxruntime-node is not installed; run `npm install --onnxruntime-node-install=skip` next to this app\n',
     );
     return 1;
   }
@@ -145,23 +170,24 @@ async function main(argv) {
     const seed = args.seed ?? BigInt(crypto.randomBytes(4).readUInt32LE(0));
     if (args.verbose) {
       process.stderr.write(
-        `model ${args.model}: state ${model.width} wide, ${model.vocab.chars.length} characters, on the CPU; seed ${seed}\n`,
+        `model ${oneLine(args.model)}: state ${model.width} wide, ${model.vocab.chars.length} characters, on the CPU; seed ${seed}\n`,
       );
     }
-    process.stdout.write(printed);
+    // printable(): the vocabulary checks leave no control character to escape; this makes sure
+    process.stdout.write(printable(printed));
     const { chars } = model.vocab;
     const settings = { temperature: args.temperature, topK: args.topK, topP: args.topP, seed };
     for await (const ids of protocol.generate(ort, model, primeIds, args.length, settings)) {
-      process.stdout.write(ids.map((i) => chars[i]).join(''));
+      process.stdout.write(printable(ids.map((i) => chars[i]).join('')));
     }
     process.stdout.write('\n');
     return 0;
   } catch (e) {
     if (e instanceof UsageError || e instanceof ModelError) {
-      process.stderr.write(`Error: ${e.message}\n`);
+      process.stderr.write(`Error: ${oneLine(e.message)}\n`);
       return e.exitCode;
     }
-    process.stderr.write(`Error: ${String(e && e.message ? e.message : e).split('\n')[0]}\n`);
+    process.stderr.write(`Error: ${oneLine(String(e && e.message ? e.message : e).split('\n')[0])}\n`);
     return 1;
   }
 }
@@ -172,4 +198,4 @@ if (require.main === module) {
   });
 }
 
-module.exports = { normalizeText, encodePrime, readModel, withFeedableInputs, parseArgs };
+module.exports = { parseArgs, readModelFile };

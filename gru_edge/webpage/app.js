@@ -1,7 +1,8 @@
 // gru-edge's web page: loads onnxruntime-web and the model, shows the model's facts, and streams
 // the text of the model's in-graph generator into #output: exactly what `gru-edge sample` writes
-// for the same settings (without its final newline). The protocol is protocol.js's, shared with
-// examples/node.
+// for the same settings (without its final newline). The protocol is protocol.js's (with
+// onnx-reader.js and vocabulary.js): copies of the JavaScript package in js/, which
+// examples/node uses too.
 //
 // For scripts and headless browsers: the settings come from the URL query (prime, length,
 // temperature, top_k, top_p, seed, autostart=1); #output holds the prime plus the generated
@@ -15,6 +16,9 @@ const ORT_CDN = `https://cdn.jsdelivr.net/npm/onnxruntime-web@${ORT_VERSION}/dis
 const ORT_MODULE = 'ort.wasm.min.mjs'; // the WASM-only build: no WebGPU/WebGL code to load
 const WARMUP_MS = 1000; // V8 tiers up the WASM during the first second or so: steady speed after it
 const YIELD_MS = 50; // give the browser a chance to paint at least this often while generating
+// The most characters one run of the page generates (~15 s at the measured 50-80k chars/s): a
+// page opened with length=1000000000000 would otherwise generate until the tab is closed.
+const MAX_LENGTH = 1000000;
 
 const P = globalThis.gruEdgeProtocol;
 const $ = (id) => document.getElementById(id);
@@ -76,13 +80,7 @@ async function loadModel(name) {
   // Check the bytes before loading onnxruntime: a bad file gets its message at once.
   P.inspectModel(bytes, name);
   ort = await loadOrt();
-  const opened = await P.openModel(ort, bytes, name, {
-    executionProviders: ['wasm'],
-    graphOptimizationLevel: 'all',
-    logSeverityLevel: 3,
-    // as gru-edge does: the same matrix kernels for the prime as for the generator's Scan
-    extra: { session: { disable_prepacking: '1' } },
-  });
+  const opened = await P.openModel(ort, bytes, name, P.sessionOptions('wasm'));
   return { ...opened, size: bytes.length };
 }
 
@@ -124,7 +122,11 @@ function settingsFromForm() {
   pick('top_k', 'topK');
   pick('top_p', 'topP');
   pick('seed', 'seed');
-  return P.checkOptions(raw, NAMES);
+  const options = P.checkOptions(raw, NAMES);
+  if (options.length > MAX_LENGTH) {
+    throw new Error(`length must be at most ${MAX_LENGTH.toLocaleString('en')} on this page, got ${options.length.toLocaleString('en')}; gru-edge sample writes longer texts`);
+  }
+  return options;
 }
 
 function randomSeed() {

@@ -1,16 +1,20 @@
-// The gru-edge/2 protocol in JavaScript, shared by the web page (gru_edge/webpage/app.js, which
-// loads this file as a classic <script>) and the Node client (examples/node/generate.js, which
-// require()s it): one copy of the protobuf reader, the stripping of the generator's input
-// defaults, the text normalisation and the chunked generation, so both write exactly what
-// `gru-edge sample` writes. Plain JavaScript with no Node or DOM APIs (TextDecoder, Uint8Array
-// and BigInt only), so it runs unchanged in both.
+// The gru-edge/2 protocol in JavaScript: the package `gru-edge` (this folder, js/ in the
+// repository) for Node.js apps, and the script the web page of `gru-edge web` loads (the wheel
+// ships a copy of this folder's files in gru_edge/webpage/; a test fails if they drift). The
+// model checks of the Python loader (onnx-reader.js, vocabulary.js), the stripping of the
+// generator's input defaults, the text normalisation and the chunked generation, so every
+// client writes exactly what `gru-edge sample` writes. Plain JavaScript with no Node or DOM APIs
+// (TextDecoder, Uint8Array and BigInt only): in the browser it is the global `gruEdgeProtocol`,
+// loaded after onnx-reader.js and vocabulary.js.
 //
-// The protocol itself is documented in examples/node/README.md and the main README ("The model
-// file").
+// The protocol itself is specified in docs/model-file.md; the package in docs/javascript.md.
 (function (root, factory) {
-  if (typeof module === 'object' && module.exports) module.exports = factory();
-  else root.gruEdgeProtocol = factory();
-})(typeof self !== 'undefined' ? self : this, function () {
+  if (typeof module === 'object' && module.exports) {
+    module.exports = factory(require('./onnx-reader.js'), require('./vocabulary.js'));
+  } else {
+    root.gruEdgeProtocol = factory(root.gruEdgeOnnxReader, root.gruEdgeVocabulary);
+  }
+})(typeof self !== 'undefined' ? self : this, function (reader, vocabulary) {
   'use strict';
 
   const FORMAT = 'gru-edge/2';
@@ -97,189 +101,84 @@
     return { prime: raw.prime, length, temperature, topK, topP, seed };
   }
 
-  // -------------------------------------------------------------- a minimal protobuf reader
-
-  // Field numbers of onnx.proto that this file needs.
-  const MODEL_GRAPH = 7; // ModelProto.graph
-  const MODEL_METADATA = 14; // ModelProto.metadata_props (StringStringEntryProto: 1 key, 2 value)
-  const GRAPH_INITIALIZER = 5; // GraphProto.initializer (TensorProto: 8 name)
-  const GRAPH_INPUT = 11; // GraphProto.input (ValueInfoProto: 1 name)
-
-  const utf8 = new TextDecoder('utf-8');
-
-  function readVarint(buf, pos) {
-    let value = 0n;
-    let shift = 0n;
-    for (;;) {
-      if (pos >= buf.length) throw new Error('truncated varint');
-      const byte = buf[pos++];
-      value |= BigInt(byte & 0x7f) << shift;
-      if (!(byte & 0x80)) return [value, pos];
-      shift += 7n;
-      if (shift > 63n) throw new Error('varint too long');
-    }
-  }
-
-  // The fields of one message: [{number, wire, start, end, body}] where start..end is the whole
-  // field (tag included) and body the payload of a length-delimited field.
-  function fields(buf) {
-    const out = [];
-    let pos = 0;
-    while (pos < buf.length) {
-      const start = pos;
-      let tag;
-      [tag, pos] = readVarint(buf, pos);
-      const number = Number(tag >> 3n);
-      const wire = Number(tag & 7n);
-      let body = null;
-      if (wire === 0) {
-        [, pos] = readVarint(buf, pos);
-      } else if (wire === 1) {
-        pos += 8;
-      } else if (wire === 5) {
-        pos += 4;
-      } else if (wire === 2) {
-        let size;
-        [size, pos] = readVarint(buf, pos);
-        if (size > BigInt(buf.length - pos)) throw new Error('truncated field');
-        body = buf.subarray(pos, pos + Number(size));
-        pos += Number(size);
-      } else {
-        throw new Error(`unsupported wire type ${wire}`);
-      }
-      if (pos > buf.length) throw new Error('truncated field');
-      out.push({ number, wire, start, end: pos, body });
-    }
-    return out;
-  }
-
-  function stringField(buf, number) {
-    let value = null;
-    for (const f of fields(buf)) {
-      if (f.number === number && f.wire === 2) value = utf8.decode(f.body);
-    }
-    return value;
-  }
-
-  function encodeVarint(value) {
-    const bytes = [];
-    let v = BigInt(value);
-    do {
-      let byte = Number(v & 0x7fn);
-      v >>= 7n;
-      if (v) byte |= 0x80;
-      bytes.push(byte);
-    } while (v);
-    return Uint8Array.from(bytes);
-  }
-
-  function concat(parts) {
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
-  }
-
-  // ModelProto's metadata_props as a Map, and its graph field.
-  function readModel(bytes) {
-    const metadata = new Map();
-    let graph = null;
-    for (const f of fields(bytes)) {
-      if (f.number === MODEL_METADATA && f.wire === 2) {
-        const key = stringField(f.body, 1);
-        if (key !== null) metadata.set(key, stringField(f.body, 2) ?? '');
-      } else if (f.number === MODEL_GRAPH && f.wire === 2) {
-        graph = f;
-      }
-    }
-    return { metadata, graph };
-  }
-
-  // The model with the generator's defaults taken out of the graph's initializers, so that its
-  // optional inputs become plain inputs: onnxruntime's JavaScript bindings feed only the inputs
-  // they list, and they list neither these nor any other input that has an initializer, so a
-  // value fed for one would be dropped silently and the default (steps 0: no text) used instead.
-  function withFeedableInputs(bytes, graphField) {
-    const graph = graphField.body;
-    const inputs = new Set();
-    for (const f of fields(graph)) {
-      if (f.number === GRAPH_INPUT && f.wire === 2) inputs.add(stringField(f.body, 1));
-    }
-    const drop = new Set(GENERATOR_INPUTS.filter((name) => inputs.has(name)));
-    const kept = [];
-    for (const f of fields(graph)) {
-      if (f.number === GRAPH_INITIALIZER && f.wire === 2 && drop.has(stringField(f.body, 8))) continue;
-      kept.push(graph.subarray(f.start, f.end));
-    }
-    const newGraph = concat(kept);
-    return concat([
-      bytes.subarray(0, graphField.start),
-      encodeVarint((MODEL_GRAPH << 3) | 2),
-      encodeVarint(newGraph.length),
-      newGraph,
-      bytes.subarray(graphField.end),
-    ]);
-  }
-
   // -------------------------------------------------------------- the model
 
-  function shown(char) {
-    return JSON.stringify(char);
+  const EXPORT_FIRST = 'export its run directory to one: gru-edge export RUN_DIR --out model.onnx';
+  const ZIP = [0x50, 0x4b, 0x03, 0x04]; // a .keras file is a zip archive
+  const HDF5 = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]; // a legacy Keras .h5 file
+
+  function startsWith(bytes, magic) {
+    return bytes.length >= magic.length && magic.every((b, i) => bytes[i] === b);
   }
 
-  function parseVocabulary(raw, name) {
-    const bad = (why) => new ModelError(`${name} has a broken 'vocabulary' in its metadata: ${why}; ${REEXPORT}`);
+  // The checks that need only the bytes, in the Python loader's order and with its messages:
+  // {metadata, vocab, feedable (the bytes to open)}. `name` (a path or file name) is what the
+  // messages call the file.
+  function inspectModel(bytes, name) {
+    for (const [magic, kind] of [[ZIP, 'a zip archive'], [HDF5, 'an HDF5 file']]) {
+      if (startsWith(bytes, magic)) {
+        throw new ModelError(`${name} is a Keras model (${kind}), not an ONNX model; ${EXPORT_FIRST}`);
+      }
+    }
+    let facts;
+    try {
+      facts = reader.inspectModel(bytes);
+    } catch (e) {
+      if (e instanceof reader.MetadataLimitError) throw new ModelError(`${name} ${e.message}; ${REEXPORT}`);
+      if (!(e instanceof reader.ProtoError)) throw e;
+      throw new ModelError(`${name} is not an ONNX model (truncated or corrupt: ${e.message}); ${REEXPORT}`);
+    }
+    const external = facts.externalTensors;
+    if (external.length) {
+      const names = external.slice(0, 3).map((n) => vocabulary.shown(n)).join(', ');
+      const more = external.length > 3 ? ` and ${external.length - 3} more` : '';
+      throw new ModelError(
+        `${name} stores tensors as external data (${names}${more}), which gru-edge refuses for files ` +
+          `from elsewhere; ${REEXPORT} (it writes one self-contained file)`,
+      );
+    }
+    if (facts.graph === null) throw new ModelError(`${name} is not an ONNX model (it holds no graph); ${REEXPORT}`);
+    const metadata = vocabulary.readMetadata(facts.metadata, name, (message) => new ModelError(message));
+    if (!metadata.has('vocabulary')) throw new ModelError(`${name} has no 'vocabulary' metadata; ${REEXPORT}`);
     let vocab;
     try {
-      vocab = JSON.parse(raw);
+      vocab = vocabulary.parseVocabulary(metadata.get('vocabulary'));
     } catch (e) {
-      throw bad('it is not JSON');
+      if (!(e instanceof vocabulary.VocabularyError)) throw e;
+      throw new ModelError(`${name}: ${e.message}; ${REEXPORT}`);
     }
-    if (!Array.isArray(vocab) || vocab.length === 0) throw bad('it is not a non-empty JSON array');
-    const ids = new Map();
-    vocab.forEach((char, i) => {
-      if (typeof char !== 'string' || Array.from(char).length !== 1) {
-        throw bad(`entry ${i} is ${JSON.stringify(char)}, not one character`);
-      }
-      if (ids.has(char)) throw bad(`it repeats ${shown(char)}`);
-      ids.set(char, i);
-    });
-    return { chars: vocab, ids };
-  }
-
-  // The checks that need only the bytes: {metadata, vocab, feedable (the bytes to open)}.
-  // `name` (a path or file name) is what the messages call the file.
-  function inspectModel(bytes, name) {
-    let model;
-    try {
-      model = readModel(bytes);
-    } catch (e) {
-      throw new ModelError(`${name} is not an ONNX model file (${e.message}); ${REEXPORT}`);
-    }
-    const { metadata, graph } = model;
     const format = metadata.get('format');
     if (format !== FORMAT) {
-      const has = format === undefined ? 'no format in its metadata' : `format ${JSON.stringify(format)}`;
+      const has = format === undefined ? 'no format in its metadata' : `format ${vocabulary.shown(format)}`;
       throw new ModelError(
         `${name} has ${has}, and this client needs ${FORMAT} (a model file with the in-graph generator); ${REEXPORT}`,
       );
     }
-    if (!metadata.has('vocabulary')) throw new ModelError(`${name} has no 'vocabulary' in its metadata; ${REEXPORT}`);
-    if (graph === null) throw new ModelError(`${name} has no graph; ${REEXPORT}`);
-    const vocab = parseVocabulary(metadata.get('vocabulary'), name);
-    return { metadata, vocab, feedable: withFeedableInputs(bytes, graph) };
+    return { metadata, vocab, feedable: reader.withFeedableInputs(bytes, facts.graph, GENERATOR_INPUTS) };
   }
 
-  // Check the bytes, open a session with `sessionOptions` (the binding's: Node and web differ)
-  // and check it: {session, vocab, width, metadata}.
-  async function openModel(ort, bytes, name, sessionOptions) {
+  // Session options that make onnxruntime compute what gru-edge computes: one thread, all graph
+  // optimisations, weight pre-packing off (so the prime's step and the generator's Scan body take
+  // the same matrix kernels), and warnings off stderr (errors come back as exceptions).
+  // `provider`: 'cpu' for onnxruntime-node, 'wasm' for onnxruntime-web.
+  function sessionOptions(provider) {
+    return {
+      executionProviders: [provider],
+      intraOpNumThreads: 1,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+      logSeverityLevel: 3,
+      extra: { session: { disable_prepacking: '1' } },
+    };
+  }
+
+  // Check the bytes, open a session with `options` (sessionOptions('cpu') for onnxruntime-node,
+  // sessionOptions('wasm') for onnxruntime-web) and check it: {session, vocab, width, metadata}.
+  async function openModel(ort, bytes, name, options) {
     const { metadata, vocab, feedable } = inspectModel(bytes, name);
     let session;
     try {
-      session = await ort.InferenceSession.create(feedable, sessionOptions);
+      session = await ort.InferenceSession.create(feedable, options);
     } catch (e) {
       const why = String(e && e.message ? e.message : e).split('\n')[0];
       throw new ModelError(`onnxruntime cannot load ${name}: ${why}; ${REEXPORT}`);
@@ -325,7 +224,7 @@
     const chars = Array.from(text); // code points, not UTF-16 units
     const missing = [...new Set(chars.filter((c) => !vocab.ids.has(c)))].sort(byCodePoint);
     if (missing.length) {
-      const listed = missing.slice(0, 20).map(shown).join(', ');
+      const listed = missing.slice(0, 20).map((c) => vocabulary.shown(c)).join(', ');
       const more = missing.length > 20 ? ` and ${missing.length - 20} more` : '';
       throw new UsageError(
         `the prime has ${missing.length} character(s) the model's vocabulary lacks: ${listed}${more}; remove them`,
@@ -411,12 +310,14 @@
     UsageError,
     ModelError,
     checkOptions,
-    readModel,
-    withFeedableInputs,
     inspectModel,
+    sessionOptions,
     openModel,
     normalizeText,
     encodePrime,
     generate,
+    shown: vocabulary.shown,
+    printable: vocabulary.printable,
+    oneLine: vocabulary.oneLine,
   };
 });

@@ -1,0 +1,139 @@
+"""The generator's arithmetic: the random stream's noise and the top-k/top-p filter, as graph
+nodes (runtime.generator_spec) that compute exactly what runtime.randomness and
+runtime.sampler compute on the host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gru_edge.runtime import contract
+from gru_edge.runtime.generator_spec import (
+    DOUBLE,
+    FLOAT,
+    INT64,
+    UINT64,
+    Graph,
+    Node,
+    Tensor,
+    ValueInfo,
+    attrs,
+)
+from gru_edge.runtime.randomness import GOLDEN, MIX1, MIX2, PARTS, hashes_per_position
+
+PREFIX = "gen/"  # prefix of every name the generator adds
+
+
+class Builder:
+    """Nodes and constants of one graph, with fresh names under a prefix."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.nodes: list[Node] = []
+        self.constants: list[Tensor] = []
+        self._count = 0
+
+    def name(self, hint: str) -> str:
+        """A fresh name: the prefix, ``hint`` and a counter."""
+        self._count += 1
+        return f"{self.prefix}{hint}{self._count}"
+
+    def op(self, op_type: str, inputs: list[str], n_out: int = 1, **values: Any) -> Any:
+        """Add a node; its output name (a list of ``n_out`` names when more than one)."""
+        outputs = [self.name(op_type.lower()) for _ in range(n_out)]
+        self.add(op_type, inputs, outputs, self.name(op_type), **values)
+        return outputs[0] if n_out == 1 else outputs
+
+    def add(self, op_type: str, inputs: list[str], outputs: list[str], name: str, **values: Any):
+        """Add a node with the given output names."""
+        self.nodes.append(Node(op_type, tuple(inputs), tuple(outputs), name, attrs(**values)))
+
+    def const(self, value: Any, dtype: Any, hint: str = "c") -> str:
+        """A constant's name."""
+        name = self.name(hint)
+        self.constants.append(Tensor.of(name, value, dtype))
+        return name
+
+    def graph(self, name: str, inputs: list[ValueInfo], outputs: list[ValueInfo]) -> Graph:
+        """The subgraph: its constants as Constant nodes first (initializers of subgraphs are
+        legal but less widely supported by other runtimes), then its nodes."""
+        consts = [
+            Node("Constant", (), (c.name,), f"{c.name}_const", attrs(value=c))
+            for c in self.constants
+        ]
+        return Graph(name, consts + self.nodes, inputs, outputs)
+
+
+def noise(b: Builder, vocab: int) -> str:
+    """float32 [steps, batch, vocab]: float32(T * gumbel) for positions offset..offset+steps-1,
+    computed as runtime.randomness specifies."""
+    u64, i64 = np.uint64, np.int64
+    h = hashes_per_position(vocab)
+    first = contract.INPUT_OFFSET
+    end = b.op("Add", [first, contract.INPUT_STEPS])
+    positions = b.op("Cast", [b.op("Range", [first, end, b.const(1, i64)])], to=UINT64)
+    positions = b.op("Unsqueeze", [positions, b.const([1], i64)])  # [steps, 1]
+    counters = b.op(
+        "Add",
+        [b.op("Mul", [positions, b.const(h, u64)]), b.const(np.arange(1, h + 1)[None, :], u64)],
+    )  # [steps, H]: the counter + 1
+    spread = b.op("Mul", [counters, b.const(GOLDEN, u64)])
+    spread = b.op("Unsqueeze", [spread, b.const([1], i64)])  # [steps, 1, H]
+    shape = b.op("Shape", [contract.INPUT_IDS])
+    batch = b.op("Squeeze", [b.op("Slice", [shape, b.const([0], i64), b.const([1], i64)])])
+    rows = b.op("Cast", [b.op("Range", [b.const(0, i64), batch, b.const(1, i64)])], to=UINT64)
+    keys = b.op("Add", [rows, b.op("Cast", [contract.INPUT_SEED], to=UINT64)])
+    keys = b.op("Unsqueeze", [keys, b.const([0, 2], i64)])  # [1, batch, 1]
+    z = b.op("Add", [spread, keys])  # [steps, batch, H]
+    for shift, mul in ((30, MIX1), (27, MIX2), (31, None)):
+        z = b.op("BitwiseXor", [z, b.op("BitShift", [z, b.const(shift, u64)], direction="RIGHT")])
+        if mul is not None:
+            z = b.op("Mul", [z, b.const(mul, u64)])
+    z = b.op("Unsqueeze", [z, b.const([3], i64)])  # [steps, batch, H, 1]
+    parts = b.op("BitShift", [z, b.const([48, 32, 16, 0], u64)], direction="RIGHT")
+    parts = b.op("BitwiseAnd", [parts, b.const(0xFFFF, u64)])
+    parts = b.op("Cast", [parts], to=INT64)  # [steps, batch, H, 4]
+    flat = b.op("Concat", [b.op("Shape", [parts], end=2), b.const([h * PARTS], i64)], axis=0)
+    parts = b.op("Reshape", [parts, flat])
+    if h * PARTS != vocab:
+        parts = b.op("Slice", [parts, b.const([0], i64), b.const([vocab], i64), b.const([2], i64)])
+    gumbel = b.op("Gather", [_gumbel_table(b), parts], axis=0)
+    return b.op("Mul", [gumbel, contract.INPUT_TEMPERATURE])
+
+
+def _gumbel_table(b: Builder) -> str:
+    """runtime.randomness' TABLE, computed from constants (onnxruntime folds it at load)."""
+    m = b.op(
+        "Cast",
+        [b.op("Range", [b.const(0, np.int64), b.const(1 << 16, np.int64), b.const(1, np.int64)])],
+        to=DOUBLE,
+    )
+    u = b.op(
+        "Div",
+        [
+            b.op("Add", [b.op("Mul", [m, b.const(2.0, np.float64)]), b.const(1.0, np.float64)]),
+            b.const(2.0**17, np.float64),
+        ],
+    )
+    gumbel = b.op("Neg", [b.op("Log", [b.op("Neg", [b.op("Log", [u])])])])
+    return b.op("Cast", [gumbel], to=FLOAT)
+
+
+def top_filter(b: Builder, logits: str, vocab: int, filters: dict[str, str]) -> str:
+    """runtime.sampler's rules 2 (top-k) and 3 (top-p, float64) on [batch, vocab] logits."""
+    axis1 = b.const([1], np.int64)
+    minus_inf = b.const(-np.inf, np.float32)
+    values = b.op("TopK", [logits, filters["k"]], n_out=2, axis=1, largest=1, sorted=1)[0]
+    kth = b.op("ReduceMin", [values, axis1], keepdims=1)
+    logits = b.op("Where", [b.op("Less", [logits, kth]), minus_inf, logits])
+    d = b.op("Cast", [logits], to=DOUBLE)
+    shifted = b.op("Sub", [d, b.op("ReduceMax", [d, axis1], keepdims=1)])
+    w = b.op("Exp", [b.op("Div", [shifted, filters["t64"]])])
+    s = b.op("TopK", [w, b.const([vocab], np.int64)], n_out=2, axis=1, largest=1, sorted=1)[0]
+    c = b.op("CumSum", [s, b.const(1, np.int64)])
+    total = b.op("Gather", [c, b.const([vocab - 1], np.int64)], axis=1)  # [batch, 1]
+    keep = b.op("Less", [b.op("Sub", [c, s]), b.op("Mul", [filters["p64"], total])])
+    count = b.op("ReduceSum", [b.op("Cast", [keep], to=INT64), axis1], keepdims=1)
+    smallest = b.op("GatherElements", [s, b.op("Sub", [count, b.const(1, np.int64)])], axis=1)
+    return b.op("Where", [b.op("GreaterOrEqual", [w, smallest]), logits, minus_inf])

@@ -1,0 +1,188 @@
+"""Model files whose generator was edited after export (issue 19 item 2), built from a small
+contract model: each edit is what a hand or a tool could do to a file, and each changes what
+the in-graph engine writes (or how it runs) while the step, and so the host loop, is unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from onnx_models import make_model
+
+from gru_edge.runtime.randomness import GOLDEN
+
+
+def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """``graph`` and every subgraph in it, depth first."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from graphs(attr.g)
+
+
+def _constant(graph: onnx.GraphProto, value: float, dtype: type) -> onnx.NodeProto:
+    """The first Constant node in ``graph`` or below holding exactly ``value``."""
+    for sub in graphs(graph):
+        for node in sub.node:
+            if node.op_type == "Constant":
+                array = numpy_helper.to_array(node.attribute[0].t)
+                if array.dtype == dtype and array.shape == () and array == value:
+                    return node
+    raise LookupError(value)
+
+
+def _set_constant(node: onnx.NodeProto, value: float, dtype: type) -> None:
+    tensor = node.attribute[0].t
+    tensor.CopyFrom(numpy_helper.from_array(np.array(value, dtype=dtype), tensor.name))
+
+
+def _node(graph: onnx.GraphProto, name: str) -> tuple[onnx.GraphProto, onnx.NodeProto]:
+    for sub in graphs(graph):
+        for node in sub.node:
+            if node.name == name:
+                return sub, node
+    raise LookupError(name)
+
+
+def golden_constant(model: onnx.ModelProto) -> None:
+    """One constant of the random stream: SplitMix64's golden ratio, one bit off."""
+    node = _constant(model.graph, GOLDEN, np.uint64)
+    _set_constant(node, GOLDEN ^ 1, np.uint64)
+
+
+def greedy_test(model: onnx.ModelProto) -> None:
+    """``temperature == 0`` becomes ``temperature == -1``: temperature 0 no longer greedy."""
+    _, equal = _node(model.graph, "gen/r/Equal3")
+    sub, _ = _node(model.graph, "gen/r/Equal3")
+    const = next(n for n in sub.node if n.output[0] == equal.input[1])
+    _set_constant(const, -1.0, np.float32)
+
+
+def _output_edit(model: onnx.ModelProto, output: str, make: Callable) -> None:
+    """Route the run branch's ``output`` through nodes made by ``make(sub, source)``."""
+    sub, identity = _node(model.graph, f"gen/r/{output}_id")
+    moved = onnx.NodeProto()
+    moved.CopyFrom(identity)
+    sub.node.remove(identity)
+    moved.input[0] = make(sub, moved.input[0])
+    sub.node.append(moved)  # after the nodes ``make`` added: still topologically sorted
+
+
+def _add_const(sub: onnx.GraphProto, name: str, array: np.ndarray) -> str:
+    value = numpy_helper.from_array(array, name)
+    sub.node.insert(0, helper.make_node("Constant", [], [name], value=value, name=name + "_c"))
+    return name
+
+
+def scaled_noise(model: onnx.ModelProto) -> None:
+    """``T * g`` becomes ``2 * g``: the noise no longer follows the temperature."""
+    sub, mul = _node(model.graph, "gen/s/Mul119")
+    mul.input[1] = _add_const(sub, "tamper/two", np.array(2.0, dtype=np.float32))
+
+
+def one_wide(model: onnx.ModelProto) -> None:
+    """``generated`` keeps only its first column, whatever ``steps`` asks."""
+
+    def make(sub, source):
+        starts = _add_const(sub, "tamper/s", np.array([0], dtype=np.int64))
+        ends = _add_const(sub, "tamper/e", np.array([1], dtype=np.int64))
+        axes = _add_const(sub, "tamper/a", np.array([1], dtype=np.int64))
+        sub.node.append(helper.make_node("Slice", [source, starts, ends, axes], ["tamper/o"]))
+        return "tamper/o"
+
+    _output_edit(model, "generated", make)
+
+
+def ids_shifted(model: onnx.ModelProto, by: int = 1000) -> None:
+    """Every generated id moved by ``by``: outside the vocabulary."""
+
+    def make(sub, source):
+        shift = _add_const(sub, "tamper/by", np.array(by, dtype=np.int64))
+        sub.node.append(helper.make_node("Add", [source, shift], ["tamper/o"]))
+        return "tamper/o"
+
+    _output_edit(model, "generated", make)
+
+
+def five_thousand_wide(model: onnx.ModelProto) -> None:
+    """``generated`` tiled 5,000 times along its steps."""
+
+    def make(sub, source):
+        reps = _add_const(sub, "tamper/reps", np.array([1, 5000], dtype=np.int64))
+        sub.node.append(helper.make_node("Tile", [source, reps], ["tamper/o"]))
+        return "tamper/o"
+
+    _output_edit(model, "generated", make)
+
+
+def failing_reshape(model: onnx.ModelProto) -> None:
+    """A Reshape inside the generator that cannot reshape: onnxruntime fails at run time."""
+
+    def make(sub, source):
+        shape = _add_const(sub, "tamper/shape", np.array([7, 3, 5], dtype=np.int64))
+        sub.node.append(helper.make_node("Reshape", [source, shape], ["tamper/o"]))
+        return "tamper/o"
+
+    _output_edit(model, "generated", make)
+
+
+def steps_default(model: onnx.ModelProto, steps: int = 10**12) -> None:
+    """The ``steps`` default (0: the generator skipped) becomes ``steps``."""
+    init = next(t for t in model.graph.initializer if t.name == "steps")
+    init.CopyFrom(numpy_helper.from_array(np.array(steps, dtype=np.int64), "steps"))
+
+
+def allocating_step(model: onnx.ModelProto) -> None:
+    """A ConstantOfShape of 2 GiB in the step, added to the logits as zero."""
+    g = model.graph
+    g.initializer.append(numpy_helper.from_array(np.array([1 << 29], dtype=np.int64), "big"))
+    add = next(n for n in g.node if n.output[0] == "logits")
+    add.output[0] = "logits_pre"
+    g.node.extend(
+        [
+            helper.make_node("ConstantOfShape", ["big"], ["zeros"], name="alloc"),
+            helper.make_node("ReduceSum", ["zeros"], ["zero"], keepdims=0, name="alloc_sum"),
+            helper.make_node("Add", ["logits_pre", "zero"], ["logits"], name="alloc_add"),
+        ]
+    )
+
+
+def step_reads_temperature(model: onnx.ModelProto) -> None:
+    """The step's logits scaled by the generator's temperature input: the host loop, which
+    leaves it at its default, would differ from the graph."""
+    g = model.graph
+    add = next(n for n in g.node if n.output[0] == "logits")
+    add.output[0] = "logits_pre"
+    g.node.append(helper.make_node("Mul", ["logits_pre", "temperature"], ["logits"], name="t"))
+
+
+def renamed_node(model: onnx.ModelProto) -> None:
+    """Only a name changed: still not the generator gru-edge writes."""
+    _, node = _node(model.graph, "gen/r/Squeeze10")
+    node.name = "gen/r/Squeeze10x"
+
+
+EDITS: dict[str, tuple[Callable[[onnx.ModelProto], None], str]] = {
+    # name: (edit, what the refusal names)
+    "random stream constant": (golden_constant, "constant 'gen/s/c17'"),
+    "temperature == 0 test": (greedy_test, "constant 'gen/r/c1'"),
+    "T * g with a constant": (scaled_noise, "unexpected constant 'tamper/two'"),
+    "generated 1 wide": (one_wide, "unexpected constant 'tamper/"),
+    "ids out of range": (ids_shifted, "unexpected constant 'tamper/by'"),
+    "failing Reshape": (failing_reshape, "unexpected constant 'tamper/shape'"),
+    "steps default 10**12": (steps_default, "the default of input 'steps' differs"),
+    "a renamed node": (renamed_node, "unexpected node 'gen/r/Squeeze10x'"),
+    "ConstantOfShape in the step": (allocating_step, "step node 'alloc' is a 'ConstantOfShape'"),
+    "step reads temperature": (step_reads_temperature, "step node 't' reads 'temperature'"),
+}
+
+
+def tampered(edit: Callable[[onnx.ModelProto], None], **kwargs) -> onnx.ModelProto:
+    """A small contract model (GRU(8) unless told) with ``edit`` applied."""
+    model = make_model(**{"units": 8, "seed": 3, **kwargs})
+    edit(model)
+    return model

@@ -1,0 +1,51 @@
+"""The generator builder (runtime.generator_build) writes, through the exporter's protos, the
+very bytes the builder before it wrote: files exported before it keep their generator, and the
+loader's derivation of a file's generator is the exporter's."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from onnx import helper
+from onnx_models import make_model
+
+from gru_edge.exporter.generator_graph import add_generator
+from gru_edge.exporter.precision import store_float16
+
+# SHA-256 of the serialized models built by the pre-split exporter/generator_graph.py (main at
+# dbd26bc) for the same steps: one-layer (GRU layout kept in the Scan body), a vocabulary that
+# is not a multiple of 4, float16 weights (Casts outside the body), and a step whose layout
+# cannot be kept (the body keeps the step's own).
+EXPECTED = {
+    "plain": "41f08cfda842d0e2a9bbd2c527f5838fc94a03e8fef86a5ebfa3dfc0e440a107",
+    "v7": "bb67f4f545b76c6c757e8feb3c2b3a1fd25e1013074bc278425134cf19136508",
+    "fp16": "51529b3c3474b93c849851a24b3e89dacbb1b2a3e562320436ca3c6b0d198fa0",
+    "nolayout": "b99395d344e196a3781c290976836b39a35a30da5e79d4befac102f53e16691a",
+}
+
+
+def _built(case: str) -> bytes:
+    if case == "v7":
+        model = make_model(generator=False, units=8, vocab=list("abcdefg"))
+        add_generator(model, 7, 8)
+        return model.SerializeToString()
+    model = make_model(generator=False, units=16)
+    if case == "fp16":
+        store_float16(model)
+    if case == "nolayout":
+        model.graph.node.insert(2, helper.make_node("Identity", ["x"], ["x_copy"]))
+    add_generator(model, 70, 16)
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+def test_the_generator_is_byte_for_byte_the_one_files_were_written_with(case):
+    assert hashlib.sha256(_built(case)).hexdigest() == EXPECTED[case]
+
+
+def test_a_step_that_already_holds_subgraphs_is_refused():
+    model = make_model(generator=False, units=8)
+    add_generator(model, 70, 8)
+    with pytest.raises(ValueError, match="already holds subgraphs"):
+        add_generator(model, 70, 8)
