@@ -28,10 +28,16 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def served(small_model, models_dir):
-    """Base URL of a service with the small model and a gru-edge/1 file without a generator."""
+    """Base URL of a service with the small model, a gru-edge/1 file without a generator, and a
+    model whose logits are NaN."""
     old = write_model(models_dir / "served_old.onnx", units=16, seed=1, generator=False)
-    with serving_in_thread(config(small_model, old)) as base:
+    nan = write_model(models_dir / "served_nan.onnx", units=8, seed=6, edit_weights=_nan_bias)
+    with serving_in_thread(config(small_model, old, nan)) as base:
         yield base
+
+
+def _nan_bias(weights) -> None:
+    weights["dense_b"].fill(np.nan)
 
 
 def first_of_two(gen, prime, length, **settings) -> str:
@@ -149,7 +155,7 @@ def test_a_gru_edge_1_file_serves_the_same_text(served, gen):
 
 
 def test_models_health_and_a_drawn_seed(served, gen):
-    assert [m.id for m in client(served).models.list()] == ["small", "served_old"]
+    assert [m.id for m in client(served).models.list()] == ["small", "served_old", "served_nan"]
     assert httpx.get(f"{served}/health").json()["status"] == "ok"
     body = httpx.post(f"{served}/v1/completions", json={"model": "small", "max_tokens": 30}).json()
     assert body["choices"][0]["text"] == first_of_two(gen, None, 30, seed=body["seed"])
@@ -207,6 +213,18 @@ def test_bad_bodies_unknown_routes_and_size(served):
         client(served).completions.create(model="nope", prompt="a")
     # and it keeps serving
     assert httpx.post(f"{served}/v1/completions", json={"model": "small"}).status_code == 200
+
+
+def test_a_broken_model_is_a_one_line_503_and_the_others_go_on(served, gen):
+    body = {"model": "served_nan", "prompt": "a", "max_tokens": 20, "n": 2}
+    response = httpx.post(f"{served}/v1/completions", json=body)
+    assert response.status_code == 503
+    assert "computed NaN logits" in response.json()["error"]["message"]
+    with httpx.stream("POST", f"{served}/v1/completions", json={**body, "stream": True}) as sse:
+        lines = [line for line in sse.iter_lines() if line]
+    assert "computed NaN logits" in lines[-2] and lines[-1] == "data: [DONE]"
+    got = client(served).completions.create(model="small", prompt="A", max_tokens=50, seed=1)
+    assert got.choices[0].text == first_of_two(gen, "A", 50, seed=1)
 
 
 def test_a_disconnect_frees_its_row_at_once(served):

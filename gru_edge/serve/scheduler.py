@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from gru_edge.runtime import contract
+from gru_edge.runtime import checked_run, contract
+from gru_edge.runtime.errors import GruEdgeError
 from gru_edge.runtime.generation import run_prime
 from gru_edge.runtime.randomness import gumbel_rows
 from gru_edge.runtime.sampler import NonFiniteLogits, SamplingSettings, sample_ids
@@ -186,9 +187,11 @@ class BatchScheduler:
             steps = max(1, min(most, left))
             try:
                 ids = await self._round(joining, steps)
-            except NonFiniteLogits as exc:  # a broken model: every open row gets the message
+            except GruEdgeError as exc:  # a model that fails or computes NaN: every open row
+                # ends with the one-line message, and the batch starts again empty.
                 for row in self._rows:
                     row._finish("", f"error: {exc}")
+                self._leave()
                 continue
             self.rounds += 1
             for row, message in self._broken:
@@ -263,12 +266,12 @@ class BatchScheduler:
         """One call of the model; a single row goes beside a copy of itself (module doc)."""
         if len(ids) == 1:
             ids, state = np.repeat(ids, 2, axis=0), np.repeat(state, 2, axis=0)
-            logits, state = self._session.run(
-                _OUTPUTS, {contract.INPUT_IDS: ids, contract.INPUT_STATE: state}
+            logits, state = checked_run.run(
+                self._session, _OUTPUTS, {contract.INPUT_IDS: ids, contract.INPUT_STATE: state}
             )
             return logits[:1], state[:1]
-        logits, state = self._session.run(
-            _OUTPUTS, {contract.INPUT_IDS: ids, contract.INPUT_STATE: state}
+        logits, state = checked_run.run(
+            self._session, _OUTPUTS, {contract.INPUT_IDS: ids, contract.INPUT_STATE: state}
         )
         return logits, state
 
