@@ -189,7 +189,7 @@ class BatchScheduler:
                 ids = await self._round(joining, steps)
             except GruEdgeError as exc:  # a model that fails or computes NaN: every open row
                 # ends with the one-line message, and the batch starts again empty.
-                for row in self._rows:
+                for row in {id(r): r for r in self._rows + joining}.values():
                     row._finish("", f"error: {exc}")
                 self._leave()
                 continue
