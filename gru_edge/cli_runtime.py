@@ -101,6 +101,7 @@ def sample(
         list[str] | None,
         typer.Option(
             "--stop",
+            metavar="STRING",
             help="End the text before the first occurrence of STRING (not printed); "
             "repeat for several.",
             show_default=False,

@@ -66,8 +66,9 @@ def serve(
 ) -> None:
     """Serve MODELS over HTTP with OpenAI's completions API, batching concurrent requests.
 
-    POST /v1/completions, GET /v1/models, GET /health. Any OpenAI client works: point its base
-    URL at http://HOST:PORT/v1. See docs/serve.md.
+    POST /v1/completions, GET /v1/models and GET /health: see docs/serve.md.
+
+    Any OpenAI client works with its base URL set to http://HOST:PORT/v1.
     """
 
     def action() -> None:
