@@ -1,17 +1,19 @@
 """`gru-edge bench`: the notebook's generation loop and the ONNX runtime, side by side, in one run.
 
 Figures are medians of a few repeats in one process (this machine is shared and noisy), and every
-row is also shown as a ratio to the first row, which is what the targets are stated in.
+row is also shown as a ratio to the first row, which is what the targets are stated in. The peers
+(LiteRT, a numpy loop: gru_edge.bench_peers), every contender's start-up and memory as a whole
+process, and the thread settings (gru_edge.bench_threads) follow; a peer's ratio is to the
+in-graph generator measured in its own harness, in rounds interleaved with it.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gru_edge.bench_peers import ProcessFigures, measure_process, peer_section
+from gru_edge.bench_threads import ThreadRow, format_threads, measure_threads
 from gru_edge.runtime.errors import MissingExtraError, UsageError
 from gru_edge.runtime.generator import Generator
 from gru_edge.runtime.ortstep import OrtStep
@@ -35,6 +39,8 @@ class Row:
     name: str
     chars_per_s: float
     ratio: float = 1.0  # to the first row
+    batch: int = 1
+    vs_ingraph: float | None = None  # to gru-edge's in-graph row of the same batch
 
 
 @dataclass
@@ -48,6 +54,8 @@ class BenchReport:
     load_s: float = 0.0  # Generator.load, median
     first_char_s: float | None = None  # `gru-edge sample` in a fresh process, median
     sampler_peak_rss_mb: float | None = None  # of those `gru-edge sample` processes
+    processes: list[ProcessFigures] = field(default_factory=list)  # every contender's start-up
+    defaults: list[ThreadRow] = field(default_factory=list)  # thread settings, idle and loaded
     graph_vs_host: float | None = None  # in-graph / host loop, single stream end to end
     notes: list[str] = field(default_factory=list)
 
@@ -85,7 +93,7 @@ def run_bench(
         try:
             report.rows.append(
                 Row(
-                    "notebook loop: Keras predict, 100-char window per char",
+                    f"notebook loop: Keras predict, {generator.seq_len}-char window per char",
                     _notebook_rate(Path(run_dir), generator, repeats, log),
                 )
             )
@@ -97,14 +105,35 @@ def run_bench(
     report.rows += _runtime_rows(generator, repeats, log)
     if not generator.model.has_generator:
         report.notes.append("in-graph rows skipped: a gru-edge/1 file has no generator")
+    log("measuring `gru-edge sample` start-up in fresh processes")
+    ours = _fresh_process(model_path, threads, repeats)
+    report.processes.append(ours)
+    report.first_char_s, report.sampler_peak_rss_mb = ours.first_char_s, ours.peak_rss_mb
+    if generator.model.has_generator and device == "cpu":
+        with tempfile.TemporaryDirectory(prefix="gru-edge-bench-") as folder:
+            rows, processes, notes = peer_section(
+                model_path,
+                None if run_dir is None else Path(run_dir),
+                list(generator.vocab),
+                Path(folder),
+                threads=threads or 1,
+                repeats=repeats,
+                log=log,
+            )
+        report.rows += [Row(name, rate, batch=batch) for name, batch, rate in rows]
+        report.processes += processes
+        report.notes += notes
+        log("measuring the default thread settings, idle and with every core busy")
+        report.defaults = measure_threads(model_path, repeats, log)
     first = report.rows[0].chars_per_s
+    graph = {r.batch: r.chars_per_s for r in report.rows if r.name.startswith("in-graph")}
     for row in report.rows:
         row.ratio = row.chars_per_s / first
+        if row.batch in graph:
+            row.vs_ingraph = row.chars_per_s / graph[row.batch]
     rates = {row.name: row.chars_per_s for row in report.rows}
     if GRAPH_STREAM in rates:
         report.graph_vs_host = rates[GRAPH_STREAM] / rates[HOST_STREAM]
-    log("measuring `gru-edge sample` start-up in fresh processes")
-    report.first_char_s, report.sampler_peak_rss_mb = _fresh_process(model_path, threads, repeats)
     return report
 
 
@@ -145,15 +174,13 @@ def _runtime_rows(generator: Generator, repeats: int, log: Callable[[str], None]
             rows.append(row(GRAPH_STREAM, 20000, stream("graph")))
         for batch in (64, 256):
             log(f"measuring the {engine} engine, batch {batch}")
-            rows.append(
-                row(
-                    f"{'in-graph' if engine == 'graph' else 'host loop'}, batch {batch}, aggregate",
-                    batch * 500,
-                    lambda b=batch, e=engine: generator.generate_batch(
-                        b, length=500, seed=1, engine=e
-                    ),
-                )
+            measured = row(
+                f"{'in-graph' if engine == 'graph' else 'host loop'}, batch {batch}, aggregate",
+                batch * 500,
+                lambda b=batch, e=engine: generator.generate_batch(b, length=500, seed=1, engine=e),
             )
+            measured.batch = batch
+            rows.append(measured)
     return rows
 
 
@@ -213,42 +240,20 @@ def _notebook_rate(
     return chars / statistics.median(times)
 
 
-def _fresh_process(
-    model_path: Path, threads: int | None, repeats: int
-) -> tuple[float | None, float | None]:
-    """Median time from spawning `gru-edge sample` to its first character on stdout, and the
-    largest peak RSS those processes report (`--verbose` prints it)."""
+def _fresh_process(model_path: Path, threads: int | None, repeats: int) -> ProcessFigures:
+    """`gru-edge sample` as a whole process: median time from spawn to its first character,
+    and its largest peak RSS (bench_peers.run_process)."""
+    name = "`gru-edge sample`"
     script = shutil.which("gru-edge", path=os.path.dirname(sys.executable)) or shutil.which(
         "gru-edge"
     )
     if script is None:
-        return None, None
-    command = [
-        script,
-        "sample",
-        str(model_path),
-        "--length",
-        "2000",
-        "--seed",
-        "1",
-        "--device",
-        "cpu",
-        "--verbose",
-    ]
+        return ProcessFigures(name, None, None, "the gru-edge script is not on PATH")
+    command = [script, "sample", str(model_path), "--length", "2000", "--seed", "1"]
+    command += ["--device", "cpu"]
     if threads:
         command += ["--threads", str(threads)]
-    firsts, peaks = [], []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-            assert proc.stdout is not None and proc.stderr is not None
-            proc.stdout.read(1)
-            firsts.append(time.perf_counter() - started)
-            proc.stdout.read()
-            found = re.search(r"peak RSS (\d+) MB", proc.stderr.read().decode(errors="replace"))
-        if found:
-            peaks.append(float(found.group(1)))
-    return statistics.median(firsts), (max(peaks) if peaks else None)
+    return measure_process(name, command, repeats)
 
 
 def format_report(report: BenchReport) -> str:
@@ -258,10 +263,26 @@ def format_report(report: BenchReport) -> str:
         "intra-op threads "
         f"{report.threads or 'default'}, medians of {report.repeats}",
         "",
-        "| mode | chars/s | ratio to first row |",
-        "|---|---:|---:|",
+        "| mode | chars/s | ratio to first row | to in-graph, same batch |",
+        "|---|---:|---:|---:|",
     ]
-    lines += [f"| {r.name} | {r.chars_per_s:,.0f} | {r.ratio:,.1f}x |" for r in report.rows]
+    lines += [
+        f"| {r.name} | {r.chars_per_s:,.0f} | {r.ratio:,.1f}x | "
+        + ("" if r.vs_ingraph is None else f"{r.vs_ingraph:.2f}x")
+        + " |"
+        for r in report.rows
+    ]
+    if report.processes:
+        lines += ["", "| whole process | first character, s | peak RSS, MB |", "|---|---:|---:|"]
+        lines += [
+            f"| {p.name} | "
+            + (p.note if p.first_char_s is None else f"{p.first_char_s:.3f}")
+            + " | "
+            + ("" if p.peak_rss_mb is None else f"{p.peak_rss_mb:.0f}")
+            + " |"
+            for p in report.processes
+        ]
+    lines += format_threads(report.defaults)
     lines += [""]
     if report.graph_vs_host is not None:
         lines.append(

@@ -54,7 +54,7 @@ class SampleRequest:
     output: Path | None = None  # None: stdout
     as_json: bool = False
     device: str = "auto"  # auto | cpu | cuda
-    threads: int | None = None  # onnxruntime intra-op threads; None: its default
+    threads: int | None = None  # onnxruntime intra-op threads; None: runtime.loader.DEFAULT_THREADS
     verbose: bool = False  # seed, provider, time and peak memory on stderr
 
     def check(self) -> None:

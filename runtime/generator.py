@@ -61,7 +61,8 @@ class Generator:
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> Generator:
-        """Load and check ``path`` (see gru_edge.runtime.loader) on "auto", "cpu" or "cuda"."""
+        """Load and check ``path`` (see gru_edge.runtime.loader) on "auto", "cpu" or "cuda";
+        ``threads`` intra-op threads, None for one (loader.DEFAULT_THREADS)."""
         return cls(load_model(Path(path), device=device, threads=threads, max_bytes=max_bytes))
 
     @property

@@ -58,6 +58,11 @@ DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # a GRU(512) over 200 characters is ~5 MB
 # Each onnxruntime thread reserves its own stack and spins while waiting: 99999 of them took
 # 16 GB. 256 is far past any gain for a GRU step and still bounded.
 MAX_THREADS = 256
+# Intra-op threads when none are asked for. One: a character's work (a GRU(128) step is ~0.1
+# MFLOP per row) is too small to split, and onnxruntime's default (a spinning thread per core)
+# loses to one thread as soon as anything else runs: `gru-edge bench`'s thread rows on a
+# 2-core machine, idle and with every core busy, 1 stream and batch 256 (docs/benchmarks.md).
+DEFAULT_THREADS = 1
 # onnxruntime's log levels: 3 (ERROR) still prints a coloured line before raising the same error
 # as an exception, which gru-edge reports on its one line.
 _FATAL_ONLY = 4
@@ -142,25 +147,24 @@ def _directory_error(path: Path) -> ModelFileError:
 
 
 def check_threads(threads: int | None) -> None:
-    """Raise UsageError unless ``threads`` is None (onnxruntime's default) or 1..MAX_THREADS."""
+    """Raise UsageError unless ``threads`` is None (DEFAULT_THREADS) or 1..MAX_THREADS."""
     if threads is not None and not (
         isinstance(threads, int) and not isinstance(threads, bool) and 1 <= threads <= MAX_THREADS
     ):
         raise UsageError(
             f"--threads must be 1 to {MAX_THREADS}, got {threads!r}; "
-            "omit it for onnxruntime's default (one per core)"
+            f"omit it for the default ({DEFAULT_THREADS})"
         )
 
 
 def session_options(threads: int | None) -> ort.SessionOptions:
-    """Session options: ``threads`` intra-op threads (None = onnxruntime's default), one
+    """Session options: ``threads`` intra-op threads (None = DEFAULT_THREADS), one
     inter-op thread (the graph is a chain), and onnxruntime's log lines silenced: the warning
     that matters (CUDA fallback) is checked and reported here, and errors come back as
     exceptions."""
     check_threads(threads)
     options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads or DEFAULT_THREADS
     options.inter_op_num_threads = 1
     options.log_severity_level = _FATAL_ONLY
     # Pre-packed weights take another matrix kernel for one-row steps than the generator's Scan

@@ -23,7 +23,8 @@ def test_bench_with_the_notebook_row(exported_model, trained_run):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     names = [row["name"] for row in report["rows"]]
-    assert names[0].startswith("notebook loop: Keras predict")
+    seq_len = json.loads((trained_run / "config.json").read_text())["config"]["seq_len"]
+    assert names[0] == f"notebook loop: Keras predict, {seq_len}-char window per char"
     assert any("batch 256" in name for name in names) and any("window" in name for name in names)
     first = report["rows"][0]["chars_per_s"]
     for row in report["rows"]:
@@ -33,6 +34,26 @@ def test_bench_with_the_notebook_row(exported_model, trained_run):
     assert 0 < report["first_char_s"] < 60
     assert 10 < report["sampler_peak_rss_mb"] < 2000
     assert report["notes"] == []
+    # The peers, each against gru-edge's in-graph row of the same batch.
+    rows = {row["name"]: row for row in report["rows"]}
+    graph = {
+        row["batch"]: row["chars_per_s"] for row in report["rows"] if "in-graph" in row["name"]
+    }
+    for peer in ("LiteRT (ai-edge-litert, unrolled twin)", "numpy float32 GRU loop"):
+        for batch, name in ((1, f"{peer}, 1 stream"), (256, f"{peer}, batch 256, aggregate")):
+            assert rows[name]["batch"] == batch
+            assert rows[name]["vs_ingraph"] == pytest.approx(
+                rows[name]["chars_per_s"] / graph[batch]
+            )
+    processes = {p["name"]: p for p in report["processes"]}
+    assert list(processes)[:2] == ["`gru-edge sample`", "plain onnxruntime recipe (README)"]
+    assert all(p["first_char_s"] > 0 and p["peak_rss_mb"] > 10 for p in processes.values())
+    assert processes["`gru-edge sample`"]["peak_rss_mb"] == report["sampler_peak_rss_mb"]
+    assert {(r["setting"], r["load"]) for r in report["defaults"]} >= {
+        ("default", "idle"),
+        ("default", "loaded"),
+        ("1", "loaded"),
+    }
 
 
 def test_bench_without_a_run_dir_says_why_the_keras_row_is_missing(exported_model):
@@ -41,6 +62,8 @@ def test_bench_without_a_run_dir_says_why_the_keras_row_is_missing(exported_mode
     assert report.rows[0].ratio == 1.0
     text = format_report(report)
     assert "| ONNX window mode" in text and "Keras row skipped: pass --run-dir" in text
+    assert "LiteRT and numpy rows skipped: pass --run-dir RUN_DIR" in text
+    assert "| plain onnxruntime recipe (README) |" in text and "| default | loaded |" in text
 
 
 def test_bench_bad_repeats(exported_model):

@@ -333,3 +333,11 @@ def test_a_session_that_fails_on_cuda(small_model, monkeypatch, capsys, device, 
         with pytest.raises(outcome, match=error.split(":")[0]):
             load_model(small_model, device=device, available=[CUDA, CPU])
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(("threads", "expected"), [(None, 1), (1, 1), (2, 2)])
+def test_threads_default_to_one_intra_op_thread(threads, expected):
+    from gru_edge.runtime.loader import DEFAULT_THREADS, session_options
+
+    assert DEFAULT_THREADS == 1
+    assert session_options(threads).intra_op_num_threads == expected

@@ -142,3 +142,19 @@ def test_resume_refuses_other_layers_or_dropout(stacked_run, tiny_corpus, option
     args = ["train", str(tiny_corpus), "--out", str(stacked_run), "--resume", option, value]
     assert_one_line_error(runner.invoke(app, args), needle)
     assert {p.name: p.stat().st_mtime_ns for p in stacked_run.iterdir()} == before
+
+
+def test_bench_peers_write_the_same_text_on_stacked_grus(stacked_run, stacked_export, tmp_path):
+    import subprocess
+
+    from gru_edge.bench_peers import prepare_peers, worker_command
+    from gru_edge.runtime.generator import Generator
+
+    generator = Generator.load(stacked_export.path, device="cpu")
+    vocab = tmp_path / "vocab.json"
+    vocab.write_text(json.dumps(list(generator.vocab)), encoding="utf-8")
+    files = prepare_peers(stacked_run, vocab)
+    for kind, model in (("numpy", files.npz), ("litert", files.tflite)):
+        command = worker_command(kind, model, vocab, 1, "first", 200)
+        text = subprocess.run(command, capture_output=True, check=True).stdout.decode()
+        assert text == generator.generate(length=200, seed=1), kind
