@@ -1,5 +1,5 @@
 """The gru-edge command line: the Typer app, its one-line errors, --version, and its commands
-(gru_edge.cli_training, gru_edge.cli_runtime and gru_edge.cli_web).
+(gru_edge.cli_training, gru_edge.cli_runtime, gru_edge.cli_web and gru_edge.cli_serve).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
-from gru_edge import cli_runtime, cli_training, cli_web
+from gru_edge import cli_runtime, cli_serve, cli_training, cli_web
 from gru_edge.cli_common import error
 from gru_edge.runtime.version import __version__
 
@@ -140,3 +140,4 @@ app.command()(cli_runtime.sample)
 app.command()(cli_runtime.info)
 app.command()(cli_runtime.bench)
 app.command()(cli_web.web)
+app.command()(cli_serve.serve)

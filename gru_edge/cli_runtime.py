@@ -18,6 +18,7 @@ from gru_edge.sampling import SampleRequest, run_sample
 
 _SAMPLING = "Sampling"
 _RUNTIME = "Runtime"
+_SERVE = "Service (--serve)"
 
 
 # Long by declaration only: Typer reads each parameter as an option (see the module doc).
@@ -96,6 +97,17 @@ def sample(
             rich_help_panel=_RUNTIME,
         ),
     ] = "auto",
+    stop: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--stop",
+            metavar="STRING",
+            help="End the text before the first occurrence of STRING (not printed); "
+            "repeat for several.",
+            show_default=False,
+            rich_help_panel=_SAMPLING,
+        ),
+    ] = None,
     num_samples: Annotated[
         int,
         typer.Option(
@@ -168,6 +180,7 @@ def sample(
             mode=mode,  # type: ignore[arg-type]  # checked by GenerationOptions
             unknown=unknown,  # type: ignore[arg-type]
             engine=engine,  # type: ignore[arg-type]
+            stop=tuple(stop or ()),
         )
         request = SampleRequest(
             model=model,
@@ -226,11 +239,37 @@ def bench(
     threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads.")] = 1,
     repeats: Annotated[int, typer.Option(help="Measurements per figure; the median is shown.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Measure `gru-edge serve MODEL` instead: concurrent streaming clients over "
+            "loopback (needs [serve]).",
+            rich_help_panel=_SERVE,
+        ),
+    ] = False,
+    clients: Annotated[
+        str,
+        typer.Option(
+            help="Numbers of concurrent clients, comma-separated.", rich_help_panel=_SERVE
+        ),
+    ] = "1,8,64",
+    chars: Annotated[
+        int, typer.Option(help="Characters each request asks for.", rich_help_panel=_SERVE)
+    ] = 2000,
+    seconds: Annotated[
+        float, typer.Option(help="Seconds each number of clients runs.", rich_help_panel=_SERVE)
+    ] = 10.0,
 ) -> None:
     """Measure chars/s of the notebook's loop, the ONNX runtime and its peers, side by side.
 
     Also: each contender's first character and peak RSS, and thread settings idle and loaded.
+
+    With --serve: `gru-edge serve MODEL` under 1, 8 and 64 concurrent streaming clients.
     """
+    if serve:
+        _bench_serve(models, clients, chars, seconds, as_json)
+        return
 
     def action():
         from gru_edge.bench import run_bench
@@ -253,3 +292,29 @@ def bench(
         if len(reports) > 1:
             texts.append(format_comparison(reports))
         typer.echo("\n\n".join(texts))
+
+
+def _bench_serve(models: list[Path], clients: str, chars: int, seconds: float, as_json: bool):
+    """`bench --serve`: gru_edge.serve.load for the first model."""
+
+    def action():
+        from gru_edge.runtime.errors import UsageError
+        from gru_edge.serve.load import run_load
+
+        if len(models) != 1:
+            raise UsageError(f"bench --serve measures one model file, got {len(models)}")
+        try:
+            counts = [int(c) for c in clients.split(",")]
+        except ValueError:
+            raise UsageError(f"--clients takes numbers like 1,8,64, got {clients!r}") from None
+        return run_load(models[0], counts, chars=chars, seconds=seconds, log=err)
+
+    report = call(action)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        from gru_edge.serve.load import format_load
+
+        typer.echo(format_load(report))

@@ -26,9 +26,9 @@ from gru_edge.memory import peak_rss_mb
 from gru_edge.runtime.errors import GruEdgeError, UsageError
 from gru_edge.runtime.files import atomic_path, check_output, signals_raise
 from gru_edge.runtime.options import GenerationOptions
+from gru_edge.runtime.results import Prepared
 from gru_edge.runtime.text import read_text_file
 
-DECODE_CHUNK = 1 << 16  # characters of a held sample decoded and written at a time
 WRITE_GROUP = 1 << 12  # characters of a stream gathered per write to a file
 
 
@@ -127,16 +127,19 @@ def run_sample(request: SampleRequest) -> None:
         err(f"Warning: {warning}")
     n = request.num_samples
     if n == 1:
-        samples: list[Iterable[str]] = [generator.stream_pieces(prime, options=request.options)]
+        stream = generator.start(prime, options=request.options)
+        info = stream.info
+        samples: list[Iterable[str]] = [stream.pieces]
     else:
-        ids = generator.generate_batch_ids(n, prime, options=request.options)
-        samples = [_decoded(generator.vocab, row) for row in ids]
-    _report_prime(generator, request)
+        batch = generator.start_batch(n, prime, options=request.options)
+        info = batch.info
+        samples = [batch.pieces(row) for row in range(n)]
+    _report_prime(generator, info, request)
     with _destination(request.output) as sink:
         if request.as_json:
-            _write_json(sink, _document(request, generator), samples)
+            _write_json(sink, _document(request, generator, info), samples)
         else:
-            _write_text(sink, generator.last_prime, samples)
+            _write_text(sink, info.prime, samples)
     if request.verbose:
         seconds = time.perf_counter() - started
         closed = "; stopped early: the reader closed the pipe" if sink.pipe_closed else ""
@@ -146,23 +149,16 @@ def run_sample(request: SampleRequest) -> None:
         )
 
 
-def _report_prime(generator: Any, request: SampleRequest) -> None:
-    fed = generator.last_prime
-    if generator.last_skipped:
-        skipped = ", ".join(repr(c) for c in generator.last_skipped[:20])
-        note = "" if fed else "; nothing is left, so sampling starts after a newline"
+def _report_prime(generator: Any, info: Prepared, request: SampleRequest) -> None:
+    if info.skipped:
+        skipped = ", ".join(repr(c) for c in info.skipped[:20])
+        note = "" if info.prime else "; nothing is left, so sampling starts after a newline"
         err(f"Warning: skipped prime characters the model lacks: {skipped}{note}")
     if request.verbose:
         err(
             f"model {request.model}: {_shape(generator)}, {len(generator.vocab)} characters, "
-            f"on {generator.provider}, {generator.last_engine} engine; seed {generator.last_seed}"
+            f"on {generator.provider}, {info.engine} engine; seed {info.seed}"
         )
-
-
-def _decoded(vocab: Any, row: Any) -> Iterator[str]:
-    """A held sample's text in pieces of DECODE_CHUNK characters."""
-    for start in range(0, len(row), DECODE_CHUNK):
-        yield vocab.decode_rows(row[None, start : start + DECODE_CHUNK])[0]
 
 
 def _write_text(sink: _Sink, fed: str, samples: list[Iterable[str]]) -> None:
@@ -176,16 +172,16 @@ def _write_text(sink: _Sink, fed: str, samples: list[Iterable[str]]) -> None:
         sink.write("\n")
 
 
-def _document(request: SampleRequest, generator: Any) -> dict[str, Any]:
+def _document(request: SampleRequest, generator: Any, info: Prepared) -> dict[str, Any]:
     settings = request.options.to_dict()
-    settings.update(seed=generator.last_seed, num_samples=request.num_samples)
+    settings.update(seed=info.seed, num_samples=request.num_samples)
     return {
         "model": str(request.model),
         "provider": generator.provider,
-        "engine": generator.last_engine,
-        "seed": generator.last_seed,
-        "prime": generator.last_prime,
-        "skipped": generator.last_skipped,
+        "engine": info.engine,
+        "seed": info.seed,
+        "prime": info.prime,
+        "skipped": list(info.skipped),
         "settings": settings,
     }
 

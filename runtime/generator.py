@@ -10,7 +10,9 @@ place, GenerationOptions. ``generate`` returns the continuation only (not the pr
 Two engines write the same text for the same seed: the model file's own generator
 (runtime.ingraph, a chunk of characters per onnxruntime call; gru-edge/2 files) and the host
 loop (runtime.generation, one call per character; any file, and window mode). ``engine="auto"``
-takes the graph when it can; ``last_engine`` says which ran.
+takes the graph when it can. ``start`` and ``start_batch`` return what ran with the text
+(runtime.results: the seed, the prime fed, the engine); the Generator keeps no per-call state,
+so threads may share one.
 
 Memory stays bounded: ``stream`` holds nothing, whatever the length. The calls that return whole
 texts hold them, so they refuse more than MAX_HELD_CHARS characters in all (one byte per
@@ -35,6 +37,7 @@ from gru_edge.runtime.ingraph import GraphEngine
 from gru_edge.runtime.loader import DEFAULT_MAX_BYTES, LoadedModel, load_model
 from gru_edge.runtime.options import UNKNOWN_POLICIES, GenerationOptions, Unknown
 from gru_edge.runtime.ortstep import OrtStep
+from gru_edge.runtime.results import BatchGeneration, Generation, Prepared
 from gru_edge.runtime.text import normalize_text
 from gru_edge.runtime.vocabulary import Vocabulary, smallest_dtype
 
@@ -44,20 +47,10 @@ MAX_BATCH_VALUES = 1 << 22  # rows x (vocabulary + units) per step: ~100 MB of w
 
 
 class Generator:
-    """Generates text from a loaded gru-edge model.
-
-    After each call, ``last_seed`` is the seed used (drawn fresh when none was given),
-    ``last_prime`` the prime actually fed (normalised, unknown characters skipped; "" for the
-    default start), ``last_skipped`` the characters ``unknown="skip"`` dropped and
-    ``last_engine`` the engine that runs it ("graph" or "host").
-    """
+    """Generates text from a loaded gru-edge model."""
 
     def __init__(self, model: LoadedModel):
         self.model = model
-        self.last_seed: int | None = None
-        self.last_prime: str = ""
-        self.last_skipped: list[str] = []
-        self.last_engine: str = ""
 
     @classmethod
     def load(
@@ -129,6 +122,53 @@ class Generator:
             return np.array([vocab.index(start)], dtype=np.int64), "", missing
         return vocab.encode(kept), kept, missing
 
+    def start(
+        self,
+        prime: str | None = None,
+        length: int | None = None,
+        *,
+        options: GenerationOptions | None = None,
+        **settings: Any,
+    ) -> Generation:
+        """One stream: its ``pieces`` are the text as it comes, one character each from the
+        host loop, one onnxruntime call's worth from the graph (32 characters first, then up to
+        2,048), so a writer can flush once per piece; ``info`` says how it runs.
+
+        ``settings`` are GenerationOptions fields (temperature, top_k, top_p, seed, mode,
+        unknown, engine, stop). They are checked and the prime encoded here, so errors come at
+        the call, not at the first character. Holds nothing: any length.
+        """
+        info, loop = self._prepare(prime, length, options, settings)
+        if info.engine == "graph":
+            vocab = self.vocab
+            raw = (vocab.decode_rows(chunk)[0] for chunk in self._graph_chunks(1, loop))
+        else:
+            raw = (self.vocab[index] for index in generate_one(self._step(1), **loop))
+        return Generation(info, raw)
+
+    def start_batch(
+        self,
+        n: int,
+        prime: str | None = None,
+        length: int | None = None,
+        *,
+        options: GenerationOptions | None = None,
+        **settings: Any,
+    ) -> BatchGeneration:
+        """``n`` independent continuations of ``prime``, run as one batch through the model;
+        row b uses seed + b. Its ids are held: within MAX_HELD_CHARS and MAX_BATCH_VALUES."""
+        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+            raise UsageError(f"--num-samples must be at least 1, got {n!r}")
+        info, loop = self._prepare(prime, length, options, settings)
+        self._check_batch(n, loop["length"])
+        if info.engine == "graph":
+            ids = self._graph_ids(n, loop)
+        else:
+            ids = np.empty((n, loop["length"]), dtype=smallest_dtype(len(self.vocab)))
+            for position, new in enumerate(generate_ids(self._step(n), batch=n, **loop)):
+                ids[:, position] = new
+        return BatchGeneration(info, ids, self.vocab)
+
     def stream(
         self,
         prime: str | None = None,
@@ -137,17 +177,9 @@ class Generator:
         options: GenerationOptions | None = None,
         **settings: Any,
     ) -> Iterator[str]:
-        """Yield the generated characters one at a time.
-
-        ``settings`` are GenerationOptions fields (temperature, top_k, top_p, seed, mode,
-        unknown). The arguments are checked and the prime encoded before this returns, so
-        errors (and ``last_seed`` / ``last_skipped``) come at the call, not at the first
-        character.
-        """
-        pieces = self.stream_pieces(prime, length, options=options, **settings)
-        if self.last_engine == "graph":
-            return (char for piece in pieces for char in piece)
-        return pieces
+        """``start``'s text one character at a time."""
+        pieces = self.start(prime, length, options=options, **settings).pieces
+        return (char for piece in pieces for char in piece)
 
     def stream_pieces(
         self,
@@ -157,14 +189,8 @@ class Generator:
         options: GenerationOptions | None = None,
         **settings: Any,
     ) -> Iterator[str]:
-        """``stream``'s text in pieces as they come: one character each from the host loop,
-        one onnxruntime call's worth from the graph (32 characters first, then up to 2,048),
-        so a writer can flush once per piece. Checked at the call, as ``stream`` is."""
-        loop = self._prepare(prime, length, options, settings)
-        vocab = self.vocab
-        if self.last_engine == "graph":
-            return (vocab.decode_rows(chunk)[0] for chunk in self._graph_chunks(1, loop))
-        return (vocab[index] for index in generate_one(self._step(1), **loop))
+        """``start``'s text in pieces as they come."""
+        return self.start(prime, length, options=options, **settings).pieces
 
     def generate(
         self,
@@ -174,18 +200,19 @@ class Generator:
         options: GenerationOptions | None = None,
         **settings: Any,
     ) -> str:
-        """The generated continuation of ``prime`` (the prime is not included); at most
-        MAX_HELD_CHARS characters (``stream`` has no limit)."""
-        loop = self._prepare(prime, length, options, settings)
+        """The generated continuation of ``prime`` (the prime is not included), cut at a stop
+        string; at most MAX_HELD_CHARS characters (``stream`` has no limit)."""
+        info, loop = self._prepare(prime, length, options, settings)
         _check_held(loop["length"], 1)
-        if self.last_engine == "graph":
-            return self.vocab.decode_rows(self._graph_ids(1, loop))[0]
-        ids = np.fromiter(
-            generate_one(self._step(1), **loop),
-            dtype=smallest_dtype(len(self.vocab)),
-            count=loop["length"],
-        )
-        return self.vocab.decode_rows(ids[None, :])[0]
+        if info.engine == "graph":
+            ids = self._graph_ids(1, loop)
+        else:
+            ids = np.fromiter(
+                generate_one(self._step(1), **loop),
+                dtype=smallest_dtype(len(self.vocab)),
+                count=loop["length"],
+            )[None, :]
+        return BatchGeneration(info, ids, self.vocab).texts()[0]
 
     def generate_batch(
         self,
@@ -197,9 +224,7 @@ class Generator:
         **settings: Any,
     ) -> list[str]:
         """``n`` independent continuations of ``prime``, run as one batch through the model."""
-        return self.vocab.decode_rows(
-            self.generate_batch_ids(n, prime, length, options=options, **settings)
-        )
+        return self.start_batch(n, prime, length, options=options, **settings).texts()
 
     def generate_batch_ids(
         self,
@@ -210,18 +235,9 @@ class Generator:
         options: GenerationOptions | None = None,
         **settings: Any,
     ) -> np.ndarray:
-        """``generate_batch``'s ids, undecoded: [n, length] in the smallest integer type that
-        holds the vocabulary (runtime.vocabulary.smallest_dtype: one byte up to 256 characters)."""
-        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
-            raise UsageError(f"--num-samples must be at least 1, got {n!r}")
-        loop = self._prepare(prime, length, options, settings)
-        self._check_batch(n, loop["length"])
-        if self.last_engine == "graph":
-            return self._graph_ids(n, loop)
-        out = np.empty((n, loop["length"]), dtype=smallest_dtype(len(self.vocab)))
-        for position, new in enumerate(generate_ids(self._step(n), batch=n, **loop)):
-            out[:, position] = new
-        return out
+        """``generate_batch``'s ids, undecoded and uncut by stop strings: [n, length] in the
+        smallest integer type that holds the vocabulary (runtime.vocabulary.smallest_dtype)."""
+        return self.start_batch(n, prime, length, options=options, **settings).ids
 
     def _graph_chunks(self, n: int, loop: dict[str, Any]) -> Iterator[np.ndarray]:
         engine = GraphEngine(
@@ -255,9 +271,9 @@ class Generator:
         length: int | None,
         options: GenerationOptions | None,
         settings: dict[str, Any],
-    ) -> dict[str, Any]:
-        """Merge and check the options, encode the prime, fix the seed: the arguments of the
-        generation loop (runtime.generation) but its step."""
+    ) -> tuple[Prepared, dict[str, Any]]:
+        """Merge and check the options, encode the prime, fix the seed: what runs, and the
+        arguments of the generation loop (runtime.generation) but its step."""
         if length is not None:
             settings = {**settings, "length": length}
         options = (options or GenerationOptions()).replace(**settings)
@@ -271,9 +287,8 @@ class Generator:
         if seed is None:
             seed = int.from_bytes(os.urandom(4), "little")
         prime_ids, fed, skipped = self.encode_prime(prime, options.unknown)
-        self.last_seed, self.last_prime, self.last_skipped = seed, fed, skipped
-        self.last_engine = engine
-        return {
+        info = Prepared(seed, fed, tuple(skipped), engine, options.stop)
+        return info, {
             "prime_ids": prime_ids,
             "length": options.length,
             "units": self.state_width,

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from gru_edge.runtime.errors import UsageError
 from gru_edge.runtime.randomness import MAX_SEED
 from gru_edge.runtime.sampler import SamplingSettings
+from gru_edge.runtime.stops import check_stops
 
 Mode = Literal["stateful", "window"]
 Unknown = Literal["error", "skip"]
@@ -26,15 +27,20 @@ class GenerationOptions:
     temperature: float = 1.0  # 0 = greedy argmax; the notebook called it "diversity"
     top_k: int | None = None  # keep only the k likeliest characters
     top_p: float | None = None  # keep the likeliest characters whose odds add up to p
-    seed: int | None = None  # None: drawn for each call and reported as Generator.last_seed
+    seed: int | None = None  # None: drawn for each call and reported in its Generation
     mode: Mode = "stateful"  # stateful: carry the GRU state; window: the notebook's re-feeding
     unknown: Unknown = "error"  # prime characters outside the vocabulary: refuse, or skip
     # graph: the model file's own generator (gru-edge/2), a chunk per onnxruntime call; host:
     # a Python loop stepping the file; auto: graph when the file has one and mode is stateful.
     # Both write the same text for the same seed.
     engine: Engine = "auto"
+    # The text ends before the first of these (runtime.stops); normalised like the prime.
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.stop, str) or not isinstance(self.stop, (tuple, list)):
+            raise UsageError(f"--stop takes a list of strings, got {self.stop!r}")
+        object.__setattr__(self, "stop", check_stops(self.stop))
         if not (_is_int(self.length) and self.length >= 0):
             raise UsageError(f"--length must be a whole number >= 0, got {self.length!r}")
         if self.mode not in MODES:
@@ -71,7 +77,9 @@ class GenerationOptions:
         return dataclasses.replace(self, **changes) if changes else self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        settings = dataclasses.asdict(self)
+        settings["stop"] = list(self.stop)
+        return settings
 
 
 def _is_int(value: Any) -> bool:

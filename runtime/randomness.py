@@ -103,3 +103,18 @@ class NoiseStream:
             block *= self.scale
             self._block = block
         return self._block[index]
+
+
+def gumbel_rows(keys: np.ndarray, positions: np.ndarray, vocab: int, count: int = 1) -> np.ndarray:
+    """float32 [rows, count, vocab]: row r's noise for its own positions ``positions[r]`` to
+    ``positions[r] + count - 1``, for rows with their own keys (``seed + b``, uint64) and
+    positions (uint64): row r equals ``gumbel(keys[r], 1, positions[r], count, vocab)[:, 0]``.
+    A batching server's rows each carry their own stream."""
+    h = hashes_per_position(vocab)
+    at = positions[:, None] + np.arange(count, dtype=np.uint64)[None, :]  # [rows, count]
+    counters = at[..., None] * _U64(h) + np.arange(1, h + 1, dtype=np.uint64)  # [rows, count, H]
+    with np.errstate(over="ignore"):
+        z = splitmix64(counters * _U64(GOLDEN) + keys[:, None, None])
+    parts = (z[..., None] >> _SHIFTS) & _U64(0xFFFF)  # [rows, count, H, 4]
+    flat = parts.reshape(len(keys), count, h * PARTS)[..., :vocab]
+    return gumbel_table()[flat.astype(np.int64)]

@@ -37,8 +37,9 @@ def test_same_seed_same_text_and_other_seeds_differ(gen):
 
 
 def test_a_drawn_seed_is_exposed_and_reproduces_the_text(gen):
-    text = gen.generate("The ", 100)
-    seed = gen.last_seed
+    run = gen.start("The ", 100)
+    text = "".join(run.pieces)
+    seed = run.info.seed
     assert isinstance(seed, int) and seed >= 0
     assert gen.generate("The ", 100, seed=seed) == text
 
@@ -47,13 +48,13 @@ def test_the_prime_steers_the_text(gen):
     a = gen.generate("The rose ", 80, temperature=0)
     b = gen.generate("Death, be not ", 80, temperature=0)
     assert a != b
-    assert gen.last_prime == "Death, be not "
+    assert gen.start("Death, be not ", 80, temperature=0).info.prime == "Death, be not "
 
 
 def test_the_prime_is_normalised_like_the_corpus(gen):
     # CRLF -> LF and NFD -> NFC: "e" + combining acute becomes the vocabulary's "é".
     assert gen.generate("caf" + "e\u0301\r\n", 50, seed=1) == gen.generate("café\n", 50, seed=1)
-    assert gen.last_prime == "café\n"
+    assert gen.start("caf" + "e\u0301\r\n", 50, seed=1).info.prime == "café\n"
 
 
 @pytest.mark.parametrize(
@@ -73,20 +74,22 @@ def test_unknown_prime_characters_are_listed(gen, prime, listed):
 
 
 def test_unknown_characters_can_be_skipped(gen):
-    text = gen.generate("The€ rose¥", 40, seed=3, unknown="skip")
-    assert gen.last_skipped == ["¥", "€"] and gen.last_prime == "The rose"
+    run = gen.start("The€ rose¥", 40, seed=3, unknown="skip")
+    text = "".join(run.pieces)
+    assert run.info.skipped == ("¥", "€") and run.info.prime == "The rose"
     assert text == gen.generate("The rose", 40, seed=3)
 
 
 def test_a_prime_skipped_to_nothing_starts_like_no_prime(gen):
-    text = gen.generate("€¥", 40, seed=4, unknown="skip")
-    assert gen.last_prime == "" and gen.last_skipped == ["¥", "€"]
+    run = gen.start("€¥", 40, seed=4, unknown="skip")
+    text = "".join(run.pieces)
+    assert run.info.prime == "" and run.info.skipped == ("¥", "€")
     assert text == gen.generate(None, 40, seed=4) == gen.generate("", 40, seed=4)
 
 
 def test_no_prime_starts_after_a_newline(gen):
     assert gen.generate(None, 40, seed=5) == gen.generate("\n", 40, seed=5)
-    assert gen.last_prime == "\n"
+    assert gen.start("\n", 40, seed=5).info.prime == "\n"
 
 
 def test_without_a_newline_in_the_vocabulary_the_first_character_starts(models_dir):

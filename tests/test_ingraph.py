@@ -36,10 +36,12 @@ def gen128(bench_model) -> Generator:
 )
 def test_graph_and_host_write_the_same_text_for_many_seeds(gen128, settings):
     for seed in range(12):
-        graph = gen128.generate("The woods ", 1000, seed=seed, engine="graph", **settings)
-        assert gen128.last_engine == "graph"
-        host = gen128.generate("The woods ", 1000, seed=seed, engine="host", **settings)
-        assert gen128.last_engine == "host"
+        run = gen128.start("The woods ", 1000, seed=seed, engine="graph", **settings)
+        graph = "".join(run.pieces)
+        assert run.info.engine == "graph"
+        run = gen128.start("The woods ", 1000, seed=seed, engine="host", **settings)
+        host = "".join(run.pieces)
+        assert run.info.engine == "host"
         assert graph == host, (
             seed,
             next(i for i, (a, b) in enumerate(zip(graph, host, strict=False)) if a != b),
@@ -57,11 +59,11 @@ def test_batches_match_too_and_rows_differ(gen, settings):
 
 def test_auto_takes_the_graph_and_stream_equals_generate(gen):
     text = gen.generate("The ", 500, seed=4)
-    assert gen.last_engine == "graph"
+    assert gen.start("The ", 500, seed=4).info.engine == "graph"
     assert "".join(gen.stream("The ", 500, seed=4)) == text
     assert gen.generate("The ", 500, seed=4, engine="host") == text
-    gen.generate("The ", 5, seed=4, mode="window")
-    assert gen.last_engine == "host"  # window mode is the host loop's
+    # window mode is the host loop's
+    assert gen.start("The ", 5, seed=4, mode="window").info.engine == "host"
 
 
 @pytest.mark.parametrize("first, most", [(1, 1), (3, 7), (32, 2048)])
@@ -132,7 +134,8 @@ def test_a_gru_edge_1_file_runs_the_host_loop_and_refuses_the_graph(models_dir):
         write_model(models_dir / "old1.onnx", units=16, seed=1, generator=False), device="cpu"
     )
     assert not old.model.has_generator and old.metadata["format"] == "gru-edge/1"
-    assert len(old.generate("The ", 50, seed=1)) == 50 and old.last_engine == "host"
+    assert len(old.generate("The ", 50, seed=1)) == 50
+    assert old.start("The ", 50, seed=1).info.engine == "host"
     with pytest.raises(ModelFileError, match="gru-edge/1 file, without the in-graph generator"):
         old.generate("The ", 5, engine="graph")
 
@@ -213,7 +216,8 @@ def test_a_batch_mismatch_fed_to_the_raw_graph_is_refused(small_model):
 def test_stream_pieces_are_one_call_each_on_the_graph_and_one_character_on_the_host(gen):
     text = gen.generate("The ", 3000, seed=8)
     pieces = list(gen.stream_pieces("The ", 3000, seed=8))
-    assert "".join(pieces) == text and gen.last_engine == "graph"
+    assert "".join(pieces) == text
+    assert gen.start("The ", 3000, seed=8).info.engine == "graph"
     assert len(pieces[0]) == ingraph.FIRST_CHUNK and len(pieces[1]) == 2 * ingraph.FIRST_CHUNK
     host = list(gen.stream_pieces("The ", 300, seed=8, engine="host"))
     assert "".join(host) == text[:300] and {len(p) for p in host} == {1}

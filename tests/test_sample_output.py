@@ -18,7 +18,7 @@ from cli_checks import assert_one_line_error
 from onnx_models import DEFAULT_VOCAB, write_model
 from typer.testing import CliRunner
 
-import gru_edge.sampling
+import gru_edge.runtime.results
 from gru_edge.cli import app
 from gru_edge.runtime import generator as generator_module
 
@@ -74,7 +74,7 @@ def test_json_escapes_every_character_the_vocabulary_has(tmp_path):
 
 
 def test_batches_are_written_in_pieces(small_model, gen, monkeypatch):
-    monkeypatch.setattr(gru_edge.sampling, "DECODE_CHUNK", 7)
+    monkeypatch.setattr(gru_edge.runtime.results, "DECODE_CHUNK", 7)
     out = _ok(small_model, "-n", "3", "-l", "50", "--seed", "2", "--prime", "A ").stdout
     texts = gen.generate_batch(3, "A ", 50, seed=2)
     assert out == "".join(f"----- sample {i}/3\nA {t}\n" for i, t in enumerate(texts, 1))
@@ -96,19 +96,24 @@ def test_only_held_batches_meet_the_budget(tmp_path, small_model, monkeypatch):
 
 def test_output_streams_into_the_temporary_file(tmp_path, small_model, monkeypatch):
     from gru_edge.runtime.generator import Generator
+    from gru_edge.runtime.results import Generation
 
     sizes = []
-    real = Generator.stream_pieces
+    real = Generator.start
 
-    def watched(self, *args, **kwargs):
+    def pieces(run):
         done = 0
-        for piece in real(self, *args, **kwargs):
+        for piece in run.pieces:
             if done // 10_000 != (done + len(piece)) // 10_000 or done == 0:
                 sizes.append(sum(p.stat().st_size for p in tmp_path.glob(".out.txt.*")))
             done += len(piece)
             yield piece
 
-    monkeypatch.setattr(Generator, "stream_pieces", watched)
+    def watched(self, *args, **kwargs):
+        run = real(self, *args, **kwargs)
+        return Generation(run.info, pieces(run))
+
+    monkeypatch.setattr(Generator, "start", watched)
     _ok(small_model, "-l", "50000", "-o", tmp_path / "out.txt")
     assert sizes[0] == 0 and sizes[-1] > 30_000  # on disk while generating, not at the end
     assert len((tmp_path / "out.txt").read_text(encoding="utf-8")) == 50_001
