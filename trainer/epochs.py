@@ -21,6 +21,7 @@ from gru_edge.trainer import rundir
 from gru_edge.trainer.cluster import Sync
 from gru_edge.trainer.config import TrainConfig
 from gru_edge.trainer.corpus import Corpus, split_point, window_starts
+from gru_edge.trainer.curves import write_curves
 from gru_edge.trainer.data import make_dataset
 from gru_edge.trainer.resume import TrainState
 from gru_edge.trainer.runinfo import LN2, record_progress
@@ -150,6 +151,8 @@ def _end_of_epoch(model, state: TrainState, row: dict, value: float, config: Tra
     improved = value < state.best
     if improved:
         state.best, state.best_epoch = value, row["epoch"]
+    # Early stopping counts like Keras' EarlyStopping (min_delta 0): any better value resets it.
+    state.stale = 0 if improved else state.stale + 1
     # Keras' ReduceLROnPlateau: mode min, min_delta 1e-4, cooldown 0.
     if value < state.plateau_best - 1e-4:
         state.plateau_best, state.wait = value, 0
@@ -179,6 +182,7 @@ def _save_epoch(
     record_progress(info, state, config)
     rundir.write_json(out / rundir.CONFIG, info)
     rundir.write_history(out, state.history)
+    write_curves(out, state.history, state.best_epoch)
 
 
 def _summary(row: dict, epochs: int, improved: bool, lr: float) -> str:
