@@ -3,9 +3,10 @@
 The public API::
 
     from gru_edge import Generator, GenerationOptions, GruEdgeError
+    from gru_edge import train, export  # needs the [train] extra
 
-``Generator`` and ``GenerationOptions`` load lazily, so ``import gru_edge`` (and the CLI's
-start-up) does not import onnxruntime or numpy.
+``Generator``, ``GenerationOptions``, ``train``, ``export`` and ``RunFacts`` load lazily, so
+``import gru_edge`` (and the CLI's start-up) imports neither onnxruntime, numpy nor TensorFlow.
 """
 
 from typing import Any
@@ -35,9 +36,12 @@ __all__ = [
     "ModelFileError",
     "PrimeError",
     "RunDirError",
+    "RunFacts",
     "TrainingInterrupted",
     "UsageError",
     "__version__",
+    "export",
+    "train",
 ]
 
 
@@ -50,4 +54,12 @@ def __getattr__(name: str) -> Any:
         from gru_edge.runtime.options import GenerationOptions
 
         return GenerationOptions
+    if name in ("train", "export"):
+        from gru_edge import api
+
+        return getattr(api, name)
+    if name == "RunFacts":
+        from gru_edge.trainer.facts import RunFacts
+
+        return RunFacts
     raise AttributeError(f"module 'gru_edge' has no attribute {name!r}")

@@ -6,14 +6,26 @@ never touches pyplot's global figure state, and written atomically like every ru
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from gru_edge.runtime.errors import MissingExtraError
 from gru_edge.runtime.files import atomic_path
 from gru_edge.trainer.rundir import CURVES
 
 _LN2 = math.log(2)
+
+
+def check_plotting(what: str) -> None:
+    """MissingExtraError unless matplotlib (part of the [train] extra) is installed: checked
+    before a run starts, not after its first epoch."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise MissingExtraError(
+            f"{what} draws curves.png with matplotlib, which this install lacks; "
+            "install the training extra: pip install 'gru-edge[train]'"
+        )
 
 
 def write_curves(out: Path, history: Sequence[dict[str, float]], best_epoch: int) -> Path:
@@ -24,7 +36,9 @@ def write_curves(out: Path, history: Sequence[dict[str, float]], best_epoch: int
     epochs = [int(row["epoch"]) for row in history]
     train = [row["loss"] / _LN2 for row in history]
     val = [row["val_loss"] / _LN2 for row in history]
-    figure = Figure(figsize=(7, 4), dpi=100, layout="constrained")
+    figure = Figure(figsize=(7, 4), dpi=100)
+    # Fixed margins: a layout engine would cost more than the drawing, after every epoch.
+    figure.subplots_adjust(left=0.1, right=0.88, top=0.92, bottom=0.12)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     handles = axes.plot(epochs, train, "o-", color="tab:blue", label="training", markersize=3)
@@ -33,14 +47,14 @@ def write_curves(out: Path, history: Sequence[dict[str, float]], best_epoch: int
             epochs, val, "o-", color="tab:orange", label="validation", markersize=3
         )
     if best_epoch:
-        axes.axvline(best_epoch, color="gray", linestyle="--", linewidth=1)
-        axes.annotate(
-            f"best epoch {best_epoch}",
-            (best_epoch, 1),
-            xycoords=("data", "axes fraction"),
-            xytext=(4, -12),
-            textcoords="offset points",
-            color="gray",
+        handles.append(
+            axes.axvline(
+                best_epoch,
+                color="gray",
+                linestyle="--",
+                linewidth=1,
+                label=f"best epoch {best_epoch}",
+            )
         )
     axes.set_xlabel("epoch")
     axes.set_ylabel("bits per character")
@@ -56,7 +70,7 @@ def write_curves(out: Path, history: Sequence[dict[str, float]], best_epoch: int
     )
     rate.set_yscale("log")
     rate.set_ylabel("learning rate", color="tab:green")
-    axes.legend(handles, [line.get_label() for line in handles], loc="upper right")
+    axes.legend(handles, [line.get_label() for line in handles], loc="best")
     axes.set_title("gru-edge train")
     path = out / CURVES
     with atomic_path(path) as tmp, tmp.open("wb") as handle:

@@ -28,6 +28,7 @@ from gru_edge.trainer.cluster import (
 )
 from gru_edge.trainer.config import TrainConfig, TrainOptions, check_memory
 from gru_edge.trainer.corpus import Corpus, check_length, load_corpus
+from gru_edge.trainer.curves import check_plotting
 from gru_edge.trainer.epochs import EpochRunner, Split, one_epoch_callback
 from gru_edge.trainer.keras_files import load_keras_model
 from gru_edge.trainer.lock import training_lock
@@ -87,6 +88,7 @@ def train(
     else:
         rundir.check_fresh(out, force)
     load_tf("gru-edge train")  # before anything touches the run directory
+    check_plotting("gru-edge train")
     if not resume:
         rundir.make_dir(out)
     with training_lock(out):
