@@ -32,6 +32,7 @@ def write_curves(out: Path, history: Sequence[dict[str, float]], best_epoch: int
     """Draw ``history`` (history.csv's rows) into ``out``/curves.png; return its path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     epochs = [int(row["epoch"]) for row in history]
     train = [row["loss"] / _LN2 for row in history]
@@ -69,6 +70,10 @@ def write_curves(out: Path, history: Sequence[dict[str, float]], best_epoch: int
         label="learning rate",
     )
     rate.set_yscale("log")
+    # Plain numbers, major ticks only: mathtext labels (10^-2) cost more than the whole plot.
+    rate.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    rate.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    rate.yaxis.set_minor_formatter(NullFormatter())
     rate.set_ylabel("learning rate", color="tab:green")
     axes.legend(handles, [line.get_label() for line in handles], loc="best")
     axes.set_title("gru-edge train")

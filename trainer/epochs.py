@@ -8,6 +8,7 @@ best value, and a checkpoint with the optimizer's slots (see trainer/resume.py).
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -168,14 +169,15 @@ def _end_of_epoch(model, state: TrainState, row: dict, value: float, config: Tra
 def _save_epoch(
     out: Path, model, state: TrainState, improved: bool, info: dict, config: TrainConfig
 ) -> None:
-    """Best model, then checkpoint, then state.json (the commit point), then the logs."""
-    if improved:
-        with atomic_path(out / rundir.MODEL) as tmp:
-            model.save(tmp)
+    """Checkpoint, then the best model, then state.json (the commit point), then the logs."""
     previous = state.checkpoint
     state.checkpoint = rundir.checkpoint_name(state.epoch)
     with atomic_path(out / state.checkpoint) as tmp:
         model.save(tmp)
+    if improved:
+        # The same model, optimizer slots included: a copy costs less than a second save.
+        with atomic_path(out / rundir.MODEL) as tmp:
+            shutil.copyfile(out / state.checkpoint, tmp)
     rundir.write_json(out / rundir.STATE, state.to_json())
     if previous and previous != state.checkpoint:
         (out / previous).unlink(missing_ok=True)
