@@ -200,13 +200,28 @@ def sample(
 
 
 def info(
-    model: Annotated[Path, typer.Argument(help="The .onnx file to describe.")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            metavar="MODEL_OR_RUN_DIR",
+            help="The .onnx file to describe, or a run directory written by gru-edge train.",
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Show what MODEL holds: metadata, vocabulary, inputs and outputs, opset, providers."""
+    """Show what MODEL holds (metadata, vocabulary, inputs and outputs, opset, providers), or
+    a run directory's facts (config, epochs, best epoch, bits/char, why it stopped, curves)."""
 
     def action() -> str:
         import json
+
+        if model.is_dir():
+            from gru_edge.trainer.facts import format_facts, read_facts
+
+            facts = read_facts(model)
+            if as_json:
+                return json.dumps(facts.to_dict(), ensure_ascii=False, indent=2)
+            return format_facts(facts)
 
         from gru_edge.runtime.loader import available_providers, load_model
         from gru_edge.runtime.report import format_info, model_info

@@ -67,6 +67,15 @@ def train(
             rich_help_panel=_TRAIN,
         ),
     ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop after this many epochs without a better validation loss (the best "
+            "epoch's model is kept); 0 trains every epoch.",
+            show_default="3",
+            rich_help_panel=_TRAIN,
+        ),
+    ] = None,
     val_fraction: Annotated[
         float | None,
         typer.Option(
@@ -146,6 +155,7 @@ def train(
         lr=lr,
         batch_size=batch_size,
         epochs=epochs,
+        patience=patience,
         val_fraction=val_fraction,
         seed=seed,
         steps_per_epoch=steps_per_epoch,
@@ -174,6 +184,7 @@ def train(
     if not quiet and not result.chief:
         typer.echo(f"done; the chief saved the run; peak RSS {peak_rss_mb():.0f} MB")
     elif not quiet:
+        typer.echo(result.stop_reason)
         typer.echo(
             f"best epoch {result.best_epoch} ({result.best_value:.4f}); "
             f"run saved in {result.run_dir}; peak RSS {peak_rss_mb():.0f} MB"

@@ -108,6 +108,7 @@ def test_quiet_training_on_a_one_character_corpus_prints_nothing(tmp_path):
         (b"x" * 5000, ["--dropout", "1"], ["--dropout must be at least 0 and below 1, got 1.0"]),
         (b"x" * 5000, ["--dropout", "-0.1"], ["--dropout must be at least 0", "got -0.1"]),
         (b"x" * 5000, ["--dropout", "nan"], ["--dropout must be at least 0", "got nan"]),
+        (b"x" * 5000, ["--patience", "-1"], ["--patience must be at least 0, got -1"]),
     ],
 )
 def test_train_bad_input(tmp_path, corpus_bytes, extra, needles):

@@ -111,9 +111,10 @@ def test_two_workers_train_and_the_chiefs_run_exports_and_samples(tmp_path, tiny
     assert state["epoch"] == 2 and state["checkpoint"] == "checkpoint-epoch002.keras"
     info = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert info["config"]["strategy"] == "multi-worker" and info["config"]["seed"] == 1
+    assert info["stop_reason"] == "completed all 2 epochs (--epochs 2)"
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(
-        ["checkpoint-epoch002.keras", "config.json", "history.csv", "model.keras"]
+        ["checkpoint-epoch002.keras", "config.json", "curves.png", "history.csv", "model.keras"]
         + ["samples.txt", "state.json", "vocab.json"]
     )
     samples = (out / "samples.txt").read_text(encoding="utf-8")

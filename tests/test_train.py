@@ -40,6 +40,31 @@ def test_dataset_cuts_and_one_hot_encodes_windows():
         np.testing.assert_array_equal(y[row].numpy(), eye[ids[start + 5]])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_in_graph_and_generated_windows_are_the_same_batches(monkeypatch, dtype):
+    from gru_edge.trainer import data
+
+    ids = (np.arange(500) * 7 % 13).astype(dtype)
+
+    def batches(starts, **extra):
+        ds = data.make_dataset(ids, starts, seq_len=6, vocab_size=13, batch_size=8, **extra)
+        return [(x.numpy(), y.numpy()) for x, y in ds]
+
+    cases = [
+        (range(0, 490, 3), {"order_seed": [5, 2]}),
+        (range(2, 400, 5), {"max_batches": 3}),
+        (np.arange(0, 480, 4), {"order_seed": [1, 0], "whole_batches": True}),
+    ]
+    in_graph = [batches(starts, **extra) for starts, extra in cases]
+    monkeypatch.setattr(data, "IN_GRAPH_MAX_CHARS", 0)  # a corpus "too large" to copy
+    generated = [batches(starts, **extra) for starts, extra in cases]
+    for mine, theirs in zip(in_graph, generated, strict=True):
+        assert len(mine) == len(theirs) > 0
+        for (x1, y1), (x2, y2) in zip(mine, theirs, strict=True):
+            np.testing.assert_array_equal(x1, x2)
+            np.testing.assert_array_equal(y1, y2)
+
+
 def test_dataset_order_depends_only_on_seed_and_epoch():
     from gru_edge.trainer.data import make_dataset
 

@@ -8,6 +8,7 @@ best value, and a checkpoint with the optimizer's slots (see trainer/resume.py).
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from gru_edge.trainer import rundir
 from gru_edge.trainer.cluster import Sync
 from gru_edge.trainer.config import TrainConfig
 from gru_edge.trainer.corpus import Corpus, split_point, window_starts
+from gru_edge.trainer.curves import write_curves
 from gru_edge.trainer.data import make_dataset
 from gru_edge.trainer.resume import TrainState
 from gru_edge.trainer.runinfo import LN2, record_progress
@@ -150,6 +152,8 @@ def _end_of_epoch(model, state: TrainState, row: dict, value: float, config: Tra
     improved = value < state.best
     if improved:
         state.best, state.best_epoch = value, row["epoch"]
+    # Early stopping counts like Keras' EarlyStopping (min_delta 0): any better value resets it.
+    state.stale = 0 if improved else state.stale + 1
     # Keras' ReduceLROnPlateau: mode min, min_delta 1e-4, cooldown 0.
     if value < state.plateau_best - 1e-4:
         state.plateau_best, state.wait = value, 0
@@ -165,20 +169,22 @@ def _end_of_epoch(model, state: TrainState, row: dict, value: float, config: Tra
 def _save_epoch(
     out: Path, model, state: TrainState, improved: bool, info: dict, config: TrainConfig
 ) -> None:
-    """Best model, then checkpoint, then state.json (the commit point), then the logs."""
-    if improved:
-        with atomic_path(out / rundir.MODEL) as tmp:
-            model.save(tmp)
+    """Checkpoint, then the best model, then state.json (the commit point), then the logs."""
     previous = state.checkpoint
     state.checkpoint = rundir.checkpoint_name(state.epoch)
     with atomic_path(out / state.checkpoint) as tmp:
         model.save(tmp)
+    if improved:
+        # The same model, optimizer slots included: a copy costs less than a second save.
+        with atomic_path(out / rundir.MODEL) as tmp:
+            shutil.copyfile(out / state.checkpoint, tmp)
     rundir.write_json(out / rundir.STATE, state.to_json())
     if previous and previous != state.checkpoint:
         (out / previous).unlink(missing_ok=True)
     record_progress(info, state, config)
     rundir.write_json(out / rundir.CONFIG, info)
     rundir.write_history(out, state.history)
+    write_curves(out, state.history, state.best_epoch)
 
 
 def _summary(row: dict, epochs: int, improved: bool, lr: float) -> str:

@@ -13,7 +13,7 @@ from gru_edge.trainer.config import TrainConfig, TrainOptions
 from gru_edge.trainer.corpus import Corpus
 
 # Options that --resume may change; every other one must match the run's config.
-RESUMABLE = frozenset({"epochs", "samples"})
+RESUMABLE = frozenset({"epochs", "patience", "samples"})
 START_OVER = "start the run over with --force (without --resume)"
 
 
@@ -28,6 +28,7 @@ class TrainState:
     best_epoch: int = 0
     plateau_best: float = math.inf  # ReduceLROnPlateau's own reference (min_delta applies)
     wait: int = 0
+    stale: int = 0  # early stopping's counter: epochs since the best one
     history: list[dict[str, float]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -43,6 +44,9 @@ class TrainState:
         names = {f.name for f in fields(cls)}
         if not isinstance(data, dict) or set(data) - names:
             raise RunDirError(f"--resume: {source} is not a gru-edge training state; {START_OVER}")
+        if isinstance(data.get("epoch"), int) and isinstance(data.get("best_epoch"), int):
+            # A state.json from before early stopping: its counter follows from the best epoch.
+            data = {"stale": data["epoch"] - data["best_epoch"], **data}
         state = cls(**data)
         for key in ("best", "plateau_best"):
             if getattr(state, key) is None:
@@ -62,8 +66,9 @@ class TrainState:
             return f"checkpoint {self.checkpoint!r}, not {rundir.checkpoint_name(self.epoch)!r}"
         if not all(number(v) for v in (self.lr, self.best, self.plateau_best, self.best_epoch)):
             return "a learning rate or best value that is not a number"
-        if not (isinstance(self.wait, int) and isinstance(self.history, list)):
-            return "a plateau counter or history of the wrong type"
+        counters = (self.wait, self.stale)
+        if not (all(isinstance(c, int) for c in counters) and isinstance(self.history, list)):
+            return "a plateau or patience counter or history of the wrong type"
         return None
 
 

@@ -36,6 +36,7 @@ CONFIG = "config.json"
 HISTORY = "history.csv"
 SAMPLES = "samples.txt"
 STATE = "state.json"
+CURVES = "curves.png"  # trainer/curves.py
 TENSORBOARD = "tensorboard"
 HISTORY_FIELDS = ("epoch", "loss", "val_loss", "val_bpc", "lr", "seconds")
 # config.json's marker: only a folder whose config.json carries it is ever replaced by --force.
@@ -46,7 +47,8 @@ CHECKPOINT = re.compile(r"checkpoint-epoch\d{3,}\.keras")
 _TEMP = re.compile(
     r"\.(?:(?:model|checkpoint-epoch\d{3,})\.keras\.[a-z0-9_]{8}\.tmp\.keras"
     r"|(?:vocab|config|state)\.json\.[a-z0-9_]{8}\.tmp\.json"
-    r"|history\.csv\.[a-z0-9_]{8}\.tmp\.csv|samples\.txt\.[a-z0-9_]{8}\.tmp\.txt)"
+    r"|history\.csv\.[a-z0-9_]{8}\.tmp\.csv|samples\.txt\.[a-z0-9_]{8}\.tmp\.txt"
+    r"|curves\.png\.[a-z0-9_]{8}\.tmp\.png)"
 )
 
 
@@ -199,7 +201,7 @@ def check_no_symlinks(out: Path) -> None:
 
 def _own_files(out: Path) -> list[str]:
     """The names of the files a run writes that are in ``out`` now (tensorboard/ aside)."""
-    names = [MODEL, VOCAB, CONFIG, HISTORY, SAMPLES, STATE]
+    names = [MODEL, VOCAB, CONFIG, HISTORY, SAMPLES, STATE, CURVES]
     names += sorted(p.name for p in out.iterdir() if CHECKPOINT.fullmatch(p.name))
     return [name for name in names if (out / name).is_symlink() or (out / name).exists()]
 

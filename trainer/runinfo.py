@@ -60,10 +60,28 @@ def initial_info(config: TrainConfig, corpus: Corpus) -> dict[str, Any]:
     }
 
 
+def stopped_early(state: TrainState, config: TrainConfig) -> bool:
+    """Whether early stopping ends the run: --patience epochs without a better value."""
+    return config.patience > 0 and state.stale >= config.patience
+
+
+def stop_reason(state: TrainState, config: TrainConfig, monitor: str) -> str | None:
+    """Why the run ended, in words; None while it has epochs to go."""
+    if stopped_early(state, config):
+        return (
+            f"stopped early: no better {monitor} in the {state.stale} epochs after epoch "
+            f"{state.best_epoch} (--patience {config.patience})"
+        )
+    if state.epoch >= config.epochs:
+        return f"completed all {config.epochs} epochs (--epochs {config.epochs})"
+    return None
+
+
 def record_progress(info: dict[str, Any], state: TrainState, config: TrainConfig) -> None:
-    """Update ``info`` with the epochs completed and the best value so far."""
+    """Update ``info`` with the epochs completed, the best value so far and why it stopped."""
     held_out = config.val_fraction > 0
     info.update(
+        stop_reason=stop_reason(state, config, info.get("monitor", "val_loss")),
         epochs_completed=state.epoch,
         best_epoch=state.best_epoch,
         best_val_loss=state.best if held_out else None,

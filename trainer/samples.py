@@ -11,6 +11,7 @@ from gru_edge.runtime.sampler import SamplingSettings
 from gru_edge.trainer.config import TrainConfig
 from gru_edge.trainer.corpus import Corpus
 from gru_edge.trainer.model import build_stepper, step_function
+from gru_edge.trainer.numpy_step import numpy_step
 
 
 def epoch_samples(model: Any, corpus: Corpus, config: TrainConfig, epoch: int) -> str:
@@ -19,7 +20,8 @@ def epoch_samples(model: Any, corpus: Corpus, config: TrainConfig, epoch: int) -
 
     Seeded by (seed, epoch), so a resumed run writes the samples an uninterrupted one would.
     """
-    step = step_function(build_stepper(model))
+    # numpy is ~10x faster per character than a Keras stepper (trainer/numpy_step.py).
+    step = numpy_step(model) or step_function(build_stepper(model))
     rng = np.random.default_rng([config.seed, epoch, 1])
     start = int(rng.integers(0, len(corpus.ids) - config.seq_len))
     prime = corpus.decode(start, start + config.seq_len)

@@ -30,12 +30,13 @@ from gru_edge.trainer.cluster import (
 )
 from gru_edge.trainer.config import TrainConfig, TrainOptions, check_memory
 from gru_edge.trainer.corpus import Corpus, check_length, load_corpus
+from gru_edge.trainer.curves import check_plotting
 from gru_edge.trainer.epochs import EpochRunner, Split, one_epoch_callback
 from gru_edge.trainer.keras_files import load_keras_model
 from gru_edge.trainer.lock import training_lock
 from gru_edge.trainer.model import build_model
 from gru_edge.trainer.resume import TrainState, check_resumable, load_for_resume
-from gru_edge.trainer.runinfo import initial_info
+from gru_edge.trainer.runinfo import initial_info, stop_reason, stopped_early
 from gru_edge.trainer.tf_env import load_tf
 
 
@@ -49,6 +50,7 @@ class TrainResult:
     best_value: float  # val_loss, or loss without a validation split
     history: list[dict[str, float]] = field(default_factory=list)
     chief: bool = True  # False: a non-chief worker, whose run_dir is already removed
+    stop_reason: str = ""  # why training ended: early stopping or the last epoch
 
 
 def train(
@@ -92,6 +94,7 @@ def train(
     else:
         rundir.check_fresh(out, force)
     load_tf("gru-edge train")  # before anything touches the run directory
+    check_plotting("gru-edge train")
     made = not resume and not out.exists()
     if not resume:
         rundir.make_dir(out)
@@ -110,7 +113,8 @@ def train(
             with contextlib.suppress(OSError):
                 out.rmdir()
         raise
-    return TrainResult(out, state.epoch, state.best_epoch, state.best, state.history)
+    reason = stop_reason(state, config, run.info["monitor"]) or ""
+    return TrainResult(out, state.epoch, state.best_epoch, state.best, state.history, True, reason)
 
 
 def _epochs(
@@ -131,6 +135,9 @@ def _epochs(
         with errors:
             for epoch in range(state.epoch, config.epochs):
                 run.epoch(epoch, fit_callbacks, verbose)
+                # The counter follows the chief's broadcast metrics: every worker stops here.
+                if stopped_early(state, config):
+                    break
     except KeyboardInterrupt:
         raise TrainingInterrupted(
             f"interrupted during epoch {state.epoch + 1}; {where} keeps the {state.epoch} "
@@ -173,7 +180,10 @@ def _follow(
         say(f"{worker.task} of {worker.workers}: following the chief; its files go to {work}")
         run = _start(work, corpus, config, state, info, resume, say, False, timeout, strategy)
         _epochs(run, callbacks, quiet, timeout, "the same command plus --resume on every worker")
-    return TrainResult(work, state.epoch, state.best_epoch, state.best, state.history, False)
+    reason = stop_reason(state, config, info["monitor"]) or ""
+    return TrainResult(
+        work, state.epoch, state.best_epoch, state.best, state.history, False, reason
+    )
 
 
 def _share(
@@ -242,6 +252,12 @@ def _claim(
         config, state, info = fresh, TrainState(lr=fresh.lr), None
     if stale := rundir.clean_stale_temps(out):
         say(f"removed {stale} temporary file(s) an interrupted run left in {out}")
+    if stopped_early(state, config):
+        raise UsageError(
+            f"the run in {out} stopped early after epoch {state.epoch}: no better value in the "
+            f"{state.stale} epochs after epoch {state.best_epoch}; pass a larger --patience "
+            "(0 trains every epoch) to train further"
+        )
     if state.epoch >= config.epochs:
         raise UsageError(
             f"the run in {out} already completed {state.epoch} epochs; "
