@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import re
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,18 +32,21 @@ from gru_edge.runtime.errors import (
     ModelFileError,
     UsageError,
     onnxruntime_message,
-    shown,
 )
 from gru_edge.runtime.generator_check import check_file_generator
+from gru_edge.runtime.model_bytes import (
+    DEFAULT_MAX_BYTES,
+    MIN_OPSET,
+    inspect_file,
+    newest_opset,
+    opset_error,
+    read_model_bytes,
+)
 from gru_edge.runtime.onnx_proto import (
     DEFAULT_MAX_METADATA_BYTES,
-    MetadataLimitError,
     MetadataLimits,
-    ProtoError,
     ProtoFacts,
-    inspect_model,
 )
-from gru_edge.runtime.ort_format import inspect_ort_model, is_ort_format
 from gru_edge.runtime.providers import (
     CPU,
     CUDA,
@@ -54,7 +56,6 @@ from gru_edge.runtime.providers import (
 )
 from gru_edge.runtime.vocabulary import Vocabulary
 
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024  # a GRU(512) over 200 characters is ~5 MB
 # Each onnxruntime thread reserves its own stack and spins while waiting: 99999 of them took
 # 16 GB. 256 is far past any gain for a GRU step and still bounded.
 MAX_THREADS = 256
@@ -66,11 +67,6 @@ DEFAULT_THREADS = 1
 # onnxruntime's log levels: 3 (ERROR) still prints a coloured line before raising the same error
 # as an exception, which gru-edge reports on its one line.
 _FATAL_ONLY = 4
-MIN_OPSET = 7  # the oldest ai.onnx opset onnxruntime guarantees; the newest comes from onnxruntime
-# What a user gives instead of the .onnx file, by the first bytes: the fix is an export, not a
-# re-export. (A run directory's own files, see _directory_error.)
-_KERAS_FILES = ((b"PK\x03\x04", "a zip archive"), (b"\x89HDF\r\n\x1a\n", "an HDF5 file"))
-_EXPORT_FIRST = "export its run directory to one: gru-edge export RUN_DIR --out model.onnx"
 
 
 @dataclass(frozen=True)
@@ -103,47 +99,6 @@ class LoadedModel:
     def provider(self) -> str:
         """The provider that runs the model."""
         return main_provider(self.providers)
-
-
-def read_model_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-    """Read a model file, refusing what is missing, not a file, empty or over ``max_bytes``."""
-    path = Path(path)
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise ModelFileError(f"model file not found: {path}; check the path") from None
-    except OSError as exc:
-        raise ModelFileError(f"cannot read model file {path}: {exc.strerror}") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise _directory_error(path)
-    if not stat.S_ISREG(info.st_mode):
-        raise ModelFileError(f"{path} is not a regular file; pass an .onnx file")
-    if info.st_size == 0:
-        raise ModelFileError(f"model file {path} is empty; {REEXPORT}")
-    too_big = ModelFileError(
-        f"model file {path} is over the {max_bytes:,}-byte limit "
-        f"({info.st_size:,} bytes); is it a gru-edge model?"
-    )
-    if info.st_size > max_bytes:
-        raise too_big
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(max_bytes + 1)  # the file may have grown since stat()
-    except OSError as exc:
-        raise ModelFileError(f"cannot read model file {path}: {exc.strerror}") from None
-    if len(data) > max_bytes:
-        raise too_big
-    return data
-
-
-def _directory_error(path: Path) -> ModelFileError:
-    """A training run's directory gets the command that makes a model file of it."""
-    if (path / "config.json").is_file() and (path / "model.keras").exists():
-        return ModelFileError(
-            f"{path} is a training run directory, not a model file; export it first: "
-            f"gru-edge export {path} --out model.onnx"
-        )
-    return ModelFileError(f"{path} is a directory; pass the .onnx file inside it")
 
 
 def check_threads(threads: int | None) -> None:
@@ -191,7 +146,7 @@ def load_model(
         available = ort.get_available_providers()
     requested = resolve_providers(device, available)
     data = read_model_bytes(path, max_bytes)
-    facts = _inspect(data, path, MetadataLimits(max_bytes=max_metadata_bytes))
+    facts = inspect_file(data, path, MetadataLimits(max_bytes=max_metadata_bytes))
     metadata = read_metadata(facts.metadata, str(path), max_metadata_bytes)
     vocab = read_vocabulary(metadata, str(path))
     # Before onnxruntime sees the graph: a generator that is not gru-edge's is refused, and so
@@ -236,64 +191,6 @@ def quiet_onnxruntime() -> None:
     ort.set_default_logger_severity(_FATAL_ONLY)
 
 
-def _inspect(data: bytes, path: Path, limits: MetadataLimits) -> ProtoFacts:
-    """The file's facts from its protobuf (or its FlatBuffers, for the ORT format); refuse what
-    is not a model, has external data or too much metadata, or imports no ai.onnx opset or one
-    older than onnxruntime supports."""
-    for magic, kind in _KERAS_FILES:
-        if data.startswith(magic):
-            raise ModelFileError(
-                f"{path} is a Keras model ({kind}), not an ONNX model; {_EXPORT_FIRST}"
-            )
-    ort_format = is_ort_format(data)
-    try:
-        facts = inspect_ort_model(data, limits) if ort_format else inspect_model(data, limits)
-    except MetadataLimitError as exc:
-        raise ModelFileError(f"{path} {exc}; {REEXPORT}") from None
-    except ProtoError as exc:
-        kind = "an ORT-format model" if ort_format else "an ONNX model"
-        raise ModelFileError(
-            f"{path} is not {kind} (truncated or corrupt: {exc}); {REEXPORT}"
-        ) from None
-    if facts.external_tensors:
-        # Names come from the file: quoted and cut, so none can break the one-line message.
-        names = ", ".join(shown(name) for name in facts.external_tensors[:3])
-        extra = len(facts.external_tensors) - 3
-        more = f" and {extra} more" if extra > 0 else ""
-        raise ModelFileError(
-            f"{path} stores tensors as external data ({names}{more}), which gru-edge refuses "
-            f"for files from elsewhere; {REEXPORT} (it writes one self-contained file)"
-        )
-    if not facts.has_graph:
-        raise ModelFileError(f"{path} is not an ONNX model (it holds no graph); {REEXPORT}")
-    if facts.opset is None or facts.opset < MIN_OPSET:
-        raise _opset_error(path, facts.opset)
-    return facts
-
-
-def _opset_error(path: Path, opset: int | None, message: str = "") -> ModelFileError:
-    top = _newest_opset(message)
-    runs = f"opsets {MIN_OPSET} to {top}" if top else f"opsets {MIN_OPSET} and up"
-    uses = f"uses ai.onnx opset {opset}" if opset is not None else "imports no ai.onnx opset"
-    return ModelFileError(
-        f"{path} {uses}; this onnxruntime ({ort.__version__}) runs {runs}; "
-        f"{REEXPORT} --opset N, with N in that range"
-    )
-
-
-def _newest_opset(message: str) -> int | None:
-    """The newest ai.onnx opset this onnxruntime runs: from its refusal if it says, else from
-    its operator schemas (~40 ms, so only on the way to a refusal)."""
-    said = re.search(r"till opset (\d+)", message)
-    if said:
-        return int(said.group(1))
-    schemas = getattr(ort.capi._pybind_state, "get_all_operator_schema", None)
-    if schemas is None:
-        return None
-    versions = [s.since_version for s in schemas() if s.domain in ("", "ai.onnx")]
-    return max(versions, default=None)
-
-
 def _load_error(path: Path, message: str, facts: ProtoFacts) -> ModelFileError:
     """onnxruntime's refusal as one line; for an opset or IR version it cannot run, the
     supported range in full (its own message is long and names it last)."""
@@ -305,9 +202,9 @@ def _load_error(path: Path, message: str, facts: ProtoFacts) -> ModelFileError:
             "upgrade onnxruntime"
         )
     if "opset" in message.lower() and facts.opset is not None:
-        top = _newest_opset(message)
+        top = newest_opset(message)
         if top is not None and facts.opset > top:
-            return _opset_error(path, facts.opset, message)
+            return opset_error(path, facts.opset, message)
     return ModelFileError(
         f"onnxruntime cannot load {path}: {onnxruntime_message(message)}; {REEXPORT}"
     )

@@ -21,7 +21,7 @@ from hostile_models import write_ort_twin
 from onnx_models import make_model, write_model
 from typer.testing import CliRunner
 
-from gru_edge import web
+from gru_edge import site_server, web
 from gru_edge.cli import app
 
 runner = CliRunner()
@@ -251,7 +251,7 @@ def test_serve_binds_localhost_by_default_and_stops_on_ctrl_c(small_model, monke
         seen["files"] = sorted(p.name for p in seen["site"].iterdir())
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(web.ThreadingHTTPServer, "serve_forever", serve_forever)
+    monkeypatch.setattr(site_server.ThreadingHTTPServer, "serve_forever", serve_forever)
     result = _web(small_model, "--serve", "--port", 0)
     assert result.exit_code == 0, result.output
     host, port = seen["address"][:2]
