@@ -247,7 +247,7 @@ def bench(
         Path | None,
         typer.Option(
             help="Its run directory: adds the notebook's Keras loop and, on the same weights, "
-            "a numpy GRU loop and LiteRT (needs [train]; LiteRT also [bench])."
+            "a numpy GRU loop and LiteRT (needs [train]); LiteRT also needs [bench]."
         ),
     ] = None,
     device: Annotated[str, typer.Option(metavar="[auto|cpu|cuda]")] = "cpu",
