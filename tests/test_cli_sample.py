@@ -166,8 +166,10 @@ def test_sample_refuses_bad_model_files(tmp_path, no_seq_len_model):
     cases.append(([str(broken)], ["has no 'vocabulary' metadata"]))
     for args, needles in cases:
         assert_one_line_error(runner.invoke(app, ["sample", *args]), *needles)
-        if "--mode" not in args:
+        if "--mode" not in args and args != [str(tmp_path)]:  # info DIR reads a run's facts
             assert_one_line_error(runner.invoke(app, ["info", *args]), *needles)
+    info_dir = runner.invoke(app, ["info", str(tmp_path)])
+    assert_one_line_error(info_dir, "is not a gru-edge run directory", "(or a .onnx file)")
 
 
 def test_cuda_without_the_gpu_build_is_a_one_line_error(small_model):
