@@ -40,10 +40,10 @@ def convert(stepper: Any, opset: int) -> Any:
     tf, _ = load_tf("gru-edge export")
     import tf2onnx
 
-    units = int(stepper.inputs[1].shape[-1])
+    state_width = int(stepper.inputs[1].shape[-1])
     signature = [
         tf.TensorSpec([None, None], tf.int64, name=INPUT_IDS),
-        tf.TensorSpec([None, units], tf.float32, name=INPUT_STATE),
+        tf.TensorSpec([None, state_width], tf.float32, name=INPUT_STATE),
     ]
 
     @tf.function(input_signature=signature)

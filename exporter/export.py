@@ -134,9 +134,11 @@ def export_run(
                 step_function(stepper),
                 # The runtime's own step (I/O binding once the state is its own): the path
                 # `gru-edge sample` takes is the one validated.
-                OrtStep(loaded.session, batch=1, units=state_width, vocab_size=len(run.vocab)),
+                OrtStep(
+                    loaded.session, batch=1, state_width=state_width, vocab_size=len(run.vocab)
+                ),
                 vocab_size=len(run.vocab),
-                units=state_width,
+                state_width=state_width,
                 seq_len=run.info["config"]["seq_len"],
                 probe_ids=probe_ids,
                 atol=atol,
@@ -202,13 +204,13 @@ def _validate_generator(
     """The written file's generator against Keras (greedy; for float16 weights, whose rounding
     may break a near tie, against its own host loop instead) and its own host loop (sampled),
     from the first 20 held-out characters."""
-    host = OrtStep(loaded.session, batch=1, units=state_width, vocab_size=len(loaded.vocab))
+    host = OrtStep(loaded.session, batch=1, state_width=state_width, vocab_size=len(loaded.vocab))
     return validate_generator(
         _graph_generate(loaded),
         step_function(stepper) if keras_greedy else host,
         host,
         prime_ids=probe_ids[:20],
-        units=state_width,
+        state_width=state_width,
         greedy_reference="keras" if keras_greedy else "host",
         check=False,
     )
@@ -222,7 +224,8 @@ def _check_ort(
     ort_model = load_model(path, device="cpu")
     width, vocab = onnx_model.state_width, len(onnx_model.vocab)
     steps = [
-        OrtStep(m.session, batch=1, units=width, vocab_size=vocab) for m in (onnx_model, ort_model)
+        OrtStep(m.session, batch=1, state_width=width, vocab_size=vocab)
+        for m in (onnx_model, ort_model)
     ]
     states = [np.zeros((1, width), np.float32)] * 2
     logit_diffs, state_diffs = [], []

@@ -103,7 +103,7 @@ def validate(
     onnx_step: Any,
     *,
     vocab_size: int,
-    units: int,
+    state_width: int,
     seq_len: int,
     probe_ids: np.ndarray,
     atol: float,
@@ -122,7 +122,7 @@ def validate(
     """
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, vocab_size, size=(windows, seq_len), dtype=np.int64)
-    zero = np.zeros((windows, units), dtype=np.float32)
+    zero = np.zeros((windows, state_width), dtype=np.float32)
     one_hot = np.eye(vocab_size, dtype=np.float32)[ids]
     reference = model.predict(one_hot, verbose=0, batch_size=windows)
     k_logits, k_state = keras_step(ids, zero)
@@ -140,7 +140,7 @@ def validate(
         ),
         compare("window state_out vs Keras stepper", diff_of(o_state, k_state), atol),
     ]
-    k_state = o_state = np.zeros((1, units), dtype=np.float32)
+    k_state = o_state = np.zeros((1, state_width), dtype=np.float32)
     probs: list[tuple[float, str]] = []
     states: list[tuple[float, str]] = []
     for token in probe_ids:
@@ -200,7 +200,7 @@ def validate_generator(
     host_step: Any,
     *,
     prime_ids: np.ndarray,
-    units: int,
+    state_width: int,
     seed: int = 0,
     length: int = GENERATOR_CHARS,
     greedy_reference: str = "keras",
@@ -222,7 +222,7 @@ def validate_generator(
             [
                 row[0]
                 for row in generate_ids(
-                    step, prime_ids, length, units=units, settings=settings, seed=seed
+                    step, prime_ids, length, state_width=state_width, settings=settings, seed=seed
                 )
             ]
         )

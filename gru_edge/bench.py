@@ -199,7 +199,7 @@ def _steps_only(generator: Generator, steps: int) -> None:
     step = OrtStep(
         generator.model.session,
         batch=1,
-        units=generator.state_width,
+        state_width=generator.state_width,
         vocab_size=len(generator.vocab),
     )
     ids = step.ids_buffer

@@ -153,22 +153,22 @@ def check_contract(
                 f"{source}: '{name}' has a fixed {what} size {specs[name].shape[axis]} "
                 f"({_shape(specs[name])}); the contract needs it dynamic; {REEXPORT}"
             )
-    units = specs["state"].shape[1]
+    state_width = specs["state"].shape[1]
     width = specs["logits"].shape[1]
-    for name, value in (("state", units), ("logits", width)):
+    for name, value in (("state", state_width), ("logits", width)):
         if not (isinstance(value, int) and value > 0):
             raise ModelFileError(
                 f"{source}: '{name}' has shape {_shape(specs[name])}; the contract needs a "
                 f"fixed width in the second dimension; {REEXPORT}"
             )
-    if specs["state_out"].shape[1] != units:
+    if specs["state_out"].shape[1] != state_width:
         raise ModelFileError(
-            f"{source}: 'state' is {units} wide but 'state_out' is "
+            f"{source}: 'state' is {state_width} wide but 'state_out' is "
             f"{specs['state_out'].shape[1]}; the contract needs them equal; {REEXPORT}"
         )
     if has_generator:
         _check_generator(specs, {s.name: s for s in defaults}, source)
-    return units, width, has_generator
+    return state_width, width, has_generator
 
 
 def _check_generator(

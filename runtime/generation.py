@@ -55,7 +55,7 @@ def generate_ids(
     prime_ids: Sequence[int] | np.ndarray,
     length: int,
     *,
-    units: int,
+    state_width: int,
     settings: SamplingSettings,
     seed: int,
     batch: int = 1,
@@ -66,8 +66,8 @@ def generate_ids(
 
     stateful: the prime is run once, then each new id is one step that carries the GRU state,
     so every character costs the same. window: the notebook's semantics, re-feeding the last
-    ``seq_len`` characters from a zero state for every character. ``units`` is the width of
-    the state (layers x units). ``length`` 0 runs nothing.
+    ``seq_len`` characters from a zero state for every character. ``state_width`` is the
+    width of the state (layers x units). ``length`` 0 runs nothing.
     """
     prime = _prime_array(prime_ids)
     if mode not in ("stateful", "window"):
@@ -76,7 +76,7 @@ def generate_ids(
         raise ValueError("window mode needs seq_len")
     if length == 0:
         return
-    zero = np.zeros((batch, units), dtype=np.float32)
+    zero = np.zeros((batch, state_width), dtype=np.float32)
     if mode == "stateful":
         yield from _stateful(step, *run_prime(step, prime, zero, batch), 0, length, settings, seed)
         return
@@ -140,7 +140,7 @@ def generate_one(
     prime_ids: Sequence[int] | np.ndarray,
     length: int,
     *,
-    units: int,
+    state_width: int,
     settings: SamplingSettings,
     seed: int,
     mode: Mode = "stateful",
@@ -157,7 +157,7 @@ def generate_one(
             step,
             prime_ids,
             length,
-            units=units,
+            state_width=state_width,
             settings=settings,
             seed=seed,
             mode=mode,
@@ -171,7 +171,7 @@ def generate_one(
     ids = getattr(step, "ids_buffer", None)
     if not (isinstance(ids, np.ndarray) and ids.shape == (1, 1) and ids.dtype == np.int64):
         ids = np.zeros((1, 1), dtype=np.int64)
-    logits, state = run_prime(step, prime, np.zeros((1, units), dtype=np.float32))
+    logits, state = run_prime(step, prime, np.zeros((1, state_width), dtype=np.float32))
     noise = NoiseStream(seed, 1, logits.shape[1], settings.t32)
     greedy = settings.greedy
     last = length - 1

@@ -291,7 +291,7 @@ class Generator:
         return info, {
             "prime_ids": prime_ids,
             "length": options.length,
-            "units": self.state_width,
+            "state_width": self.state_width,
             "settings": options.sampling,
             "seed": seed,
             "mode": options.mode,
@@ -312,7 +312,10 @@ class Generator:
     def _step(self, batch: int) -> OrtStep:
         # A fresh step per call: it owns the state buffers, so two live streams never share.
         return OrtStep(
-            self.model.session, batch=batch, units=self.state_width, vocab_size=len(self.vocab)
+            self.model.session,
+            batch=batch,
+            state_width=self.state_width,
+            vocab_size=len(self.vocab),
         )
 
 

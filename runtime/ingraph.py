@@ -102,7 +102,9 @@ class GraphEngine:
         seed: int,
     ) -> Iterator[np.ndarray]:
         """The rest of the generation on the host loop, from the same point."""
-        step = OrtStep(self._session, batch=self._batch, units=self._width, vocab_size=self._vocab)
+        step = OrtStep(
+            self._session, batch=self._batch, state_width=self._width, vocab_size=self._vocab
+        )
         for new in continue_ids(
             step, ids, state, offset, length - offset, settings=settings, seed=seed
         ):

@@ -34,7 +34,7 @@ class OrtStep:
         session: ort.InferenceSession,
         *,
         batch: int,
-        units: int,
+        state_width: int,  # layers x units: the state's whole width
         vocab_size: int,
         state_device: str | None = None,
     ):
@@ -48,14 +48,14 @@ class OrtStep:
         if state_device is None and session.get_providers()[:1] == [CUDA]:
             state_device = "cuda"
         if state_device is None:
-            self._a: Any = np.zeros((batch, units), dtype=np.float32)
-            self._b: Any = np.zeros((batch, units), dtype=np.float32)
+            self._a: Any = np.zeros((batch, state_width), dtype=np.float32)
+            self._b: Any = np.zeros((batch, state_width), dtype=np.float32)
             values = tuple(ort.OrtValue.ortvalue_from_numpy(x) for x in (self._a, self._b))
         else:
             # The state stays on the device between steps; only ids go in and logits come out.
             self._a, self._b = (
                 ort.OrtValue.ortvalue_from_shape_and_type(
-                    [batch, units], np.float32, state_device, 0
+                    [batch, state_width], np.float32, state_device, 0
                 )
                 for _ in range(2)
             )
@@ -64,7 +64,7 @@ class OrtStep:
         self._a_to_b = self._binding(values[0], values[1])
         self._b_to_a = self._binding(values[1], values[0])
         self._run = session.run_with_iobinding
-        self._vocab, self._units = vocab_size, units
+        self._vocab, self._width = vocab_size, state_width
 
     def _binding(self, state_in: ort.OrtValue, state_out: ort.OrtValue) -> ort.IOBinding:
         binding = self._session.io_binding()
@@ -111,7 +111,7 @@ class OrtStep:
         )
         rows = ids.shape[0]
         checked_run.check_shape(contract.OUTPUT_LOGITS, logits, (rows, self._vocab), np.float32)
-        checked_run.check_shape(contract.OUTPUT_STATE, state_out, (rows, self._units), np.float32)
+        checked_run.check_shape(contract.OUTPUT_STATE, state_out, (rows, self._width), np.float32)
         if state_out.shape[0] != self._batch:
             return logits, state_out  # another batch size: no buffers to hand out
         if isinstance(self._a, np.ndarray):

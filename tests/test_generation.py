@@ -124,12 +124,12 @@ def test_generate_one_and_generate_ids_pick_the_same_ids(gen):
     for settings in (SamplingSettings(0.9), SamplingSettings(0), SamplingSettings(top_k=5)):
         runs = []
         for loop in (generate_one, generate_ids):
-            step = OrtStep(gen.model.session, batch=1, units=gen.units, vocab_size=70)
+            step = OrtStep(gen.model.session, batch=1, state_width=gen.state_width, vocab_size=70)
             ids = loop(
                 step,
                 [3, 4, 5],
                 80,
-                units=gen.units,
+                state_width=gen.state_width,
                 settings=settings,
                 seed=2,
             )
@@ -188,7 +188,7 @@ def test_window_mode_needs_seq_len(no_seq_len_model):
 def test_stateful_steps_equal_a_window_recompute(gen):
     session = gen.model.session
     ids = np.random.default_rng(0).integers(0, 70, (3, 25))
-    step = OrtStep(session, batch=3, units=gen.units, vocab_size=70)
+    step = OrtStep(session, batch=3, state_width=gen.state_width, vocab_size=70)
     logits, state = step(ids[:, :5], np.zeros((3, gen.units), np.float32))
     for t in range(5, 25):
         full, full_state = session.run(
@@ -237,8 +237,8 @@ def test_state_kept_in_ortvalues_steps_like_numpy_state(gen):
 
     session, units = gen.model.session, gen.units
     ids = np.random.default_rng(1).integers(0, 70, (2, 12))
-    plain = OrtStep(session, batch=2, units=units, vocab_size=70)
-    bound = OrtStep(session, batch=2, units=units, vocab_size=70, state_device="cpu")
+    plain = OrtStep(session, batch=2, state_width=units, vocab_size=70)
+    bound = OrtStep(session, batch=2, state_width=units, vocab_size=70, state_device="cpu")
     zero = np.zeros((2, units), np.float32)
     (la, sa), (lb, sb) = plain(ids[:, :4], zero), bound(ids[:, :4], zero)
     assert isinstance(sb, ort.OrtValue)

@@ -82,7 +82,7 @@ def _text(step, vocab, units, length, settings, seed):
         step,
         [vocab.index("\n")],
         length,
-        units=units,
+        state_width=units,
         settings=settings,
         seed=seed,
     )

@@ -200,7 +200,7 @@ def test_the_graph_engine_refuses_a_generated_output_too_wide():
 def test_the_host_step_refuses_logits_of_another_width():
     model = make_model(units=8, generator=False, logits_width=71)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    step = OrtStep(session, batch=1, units=8, vocab_size=70)
+    step = OrtStep(session, batch=1, state_width=8, vocab_size=70)
     state = np.zeros((1, 8), dtype=np.float32)
     with pytest.raises(ModelFileError, match=r"logits output is float32 \[1, 71\].*\[1, 70\]"):
         step(np.array([[1, 2]], dtype=np.int64), state)  # a prime: a plain run

@@ -32,7 +32,7 @@ def epoch_samples(model: Any, corpus: Corpus, config: TrainConfig, epoch: int) -
             step,
             prime_ids,
             config.sample_length,
-            units=config.units * config.layers,  # the width of the stepper's state
+            state_width=config.units * config.layers,  # the width of the stepper's state
             settings=SamplingSettings(temperature=temperature),
             seed=int(rng.integers(0, 1 << 62)),
         )
