@@ -278,3 +278,13 @@ class Sync:
         keys = sorted(metrics)
         values = self.array(np.array([metrics[k] for k in keys], dtype=np.float64))
         return dict(zip(keys, (float(v) for v in values), strict=True))
+
+
+def local_strategy(tf: Any, name: str) -> Any:
+    """The tf.distribute strategy named by --strategy (multi-worker: see make_strategy)."""
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy(devices=None if gpus else ["/cpu:0"])
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()

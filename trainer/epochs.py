@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from gru_edge.runtime.errors import UsageError
 from gru_edge.runtime.files import atomic_path
 from gru_edge.trainer import rundir
 from gru_edge.trainer.cluster import Sync
@@ -198,3 +199,14 @@ def _summary(row: dict, epochs: int, improved: bool, lr: float) -> str:
         f"epoch {row['epoch']}/{epochs}  loss {row['loss']:.4f}{val}  "
         f"lr {row['lr']:g}  {row['seconds']:.1f}s{best}  next lr {lr:g}"
     )
+
+
+def check_whole_batches(split: Split, config: TrainConfig) -> None:
+    """Multi-worker training uses whole batches only (trainer/data.py): there must be one."""
+    for what, starts in (("training", split.train_starts), ("validation", split.val_starts)):
+        if 0 < len(starts) < config.batch_size or (what == "training" and not len(starts)):
+            raise UsageError(
+                f"--strategy multi-worker trains on whole batches only, and the {what} part "
+                f"has {len(starts)} windows, fewer than --batch-size {config.batch_size}; "
+                "pass a smaller --batch-size"
+            )

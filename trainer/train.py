@@ -25,13 +25,14 @@ from gru_edge.trainer.cluster import (
     check_timeout,
     collective_errors,
     joins_cluster,
+    local_strategy,
     make_strategy,
     this_worker,
 )
 from gru_edge.trainer.config import TrainConfig, TrainOptions, check_memory
 from gru_edge.trainer.corpus import Corpus, check_length, load_corpus
 from gru_edge.trainer.curves import check_plotting
-from gru_edge.trainer.epochs import EpochRunner, Split, one_epoch_callback
+from gru_edge.trainer.epochs import EpochRunner, Split, check_whole_batches, one_epoch_callback
 from gru_edge.trainer.keras_files import load_keras_model
 from gru_edge.trainer.lock import training_lock
 from gru_edge.trainer.model import build_model
@@ -302,7 +303,7 @@ def _start(
     # More than one worker splits each batch between them: whole batches only (trainer/data.py).
     whole = strategy is not None or (multi_worker and this_worker().workers > 1)
     if whole:
-        _check_whole_batches(split, config)  # before the cluster forms: a plain error
+        check_whole_batches(split, config)  # before the cluster forms: a plain error
     sync = None
     if strategy is not None:
         sync = Sync(tf, strategy, chief=False)
@@ -310,7 +311,7 @@ def _start(
         strategy = make_strategy(tf, timeout, this_worker(), say)
         sync = Sync(tf, strategy, chief=True)
     else:
-        strategy = _strategy(tf, config.strategy)
+        strategy = local_strategy(tf, config.strategy)
     info = info or initial_info(config, corpus)
     # Building the model broadcasts the chief's initial weights: a lost worker shows up here too.
     errors = collective_errors(tf, timeout) if sync else contextlib.nullcontext()
@@ -341,24 +342,3 @@ def _start(
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / rundir.TENSORBOARD)))
     return EpochRunner(out, corpus, config, state, info, model, split, say, callbacks, sync, whole)
-
-
-def _check_whole_batches(split: Split, config: TrainConfig) -> None:
-    """Multi-worker training uses whole batches only (trainer/data.py): there must be one."""
-    for what, starts in (("training", split.train_starts), ("validation", split.val_starts)):
-        if 0 < len(starts) < config.batch_size or (what == "training" and not len(starts)):
-            raise UsageError(
-                f"--strategy multi-worker trains on whole batches only, and the {what} part "
-                f"has {len(starts)} windows, fewer than --batch-size {config.batch_size}; "
-                "pass a smaller --batch-size"
-            )
-
-
-def _strategy(tf: Any, name: str) -> Any:
-    """The tf.distribute strategy named by --strategy (multi-worker: see make_strategy)."""
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        return tf.distribute.MirroredStrategy(devices=None if gpus else ["/cpu:0"])
-    if name == "multi-worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
