@@ -105,6 +105,7 @@ def test_info_model_file_is_unchanged_for_a_missing_path(tmp_path):
     assert_one_line_error(result, "nope.onnx")
 
 
+@pytest.mark.train  # matplotlib comes with the [train] extra
 def test_write_curves_without_a_validation_split(tmp_path):
     from gru_edge.trainer.curves import write_curves
 
