@@ -23,7 +23,6 @@ from gru_edge.runtime.sampler import SamplingSettings, sample_ids
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SPEC = (DOCS / "model-file.md").read_text(encoding="utf-8")
-TINY = DOCS / "tiny-model.onnx"
 
 
 def _numbers(cell: str, kind=int) -> list:
@@ -99,17 +98,42 @@ def _text_vectors() -> list[tuple[int, dict, str]]:
     return [(int(s), json.loads(settings), json.loads(text)) for s, settings, text in rows]
 
 
-def test_the_tiny_model_writes_the_documented_texts_with_both_engines():
-    gen = Generator.load(TINY, device="cpu", threads=1)
-    assert gen.units == 8 and list(gen.vocab) == list("\n .aeinost")
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, Path]:
+    """The page's tiny model, built by the page's own script (numpy and onnx only), and the
+    gru-edge/2 file gru-edge's exporter makes of it (its generator beside the step)."""
+    import onnx
+
+    from gru_edge.exporter.generator_graph import add_generator
+
+    folder = tmp_path_factory.mktemp("tiny")
+    script = SPEC.split("**End to end**", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    (folder / "make_tiny.py").write_text(script, encoding="utf-8")
+    subprocess.run([sys.executable, "make_tiny.py"], cwd=folder, check=True, timeout=120)
+    step = folder / "tiny-model.onnx"
+    model = onnx.load(step)
+    add_generator(model, 10, 8)
+    next(p for p in model.metadata_props if p.key == "format").value = "gru-edge/2"
+    generating = folder / "tiny-generator.onnx"
+    onnx.save(model, generating)
+    return step, generating
+
+
+def test_the_tiny_model_writes_the_documented_texts_with_both_engines(tiny):
+    step, generating = tiny
+    stepped = Generator.load(step, device="cpu", threads=1)
+    assert stepped.units == 8 and list(stepped.vocab) == list("\n .aeinost")
+    assert not stepped.model.has_generator
+    gen = Generator.load(generating, device="cpu", threads=1)
     for seed, settings, text in _text_vectors():
+        assert stepped.generate("one ", 40, seed=seed, **settings) == text
         for engine in ("graph", "host"):
             assert gen.generate("one ", 40, seed=seed, engine=engine, **settings) == text
 
 
-def test_the_tiny_model_needs_only_onnxruntime():
+def test_the_tiny_models_generator_needs_only_onnxruntime(tiny):
     """As a client written from the page would run it: one call of 40 steps."""
-    session = ort.InferenceSession(str(TINY), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(tiny[1]), providers=["CPUExecutionProvider"])
     vocab = json.loads(session.get_modelmeta().custom_metadata_map["vocabulary"])
     for seed, settings, text in _text_vectors():
         feeds = {
