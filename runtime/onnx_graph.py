@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterator
 
 from gru_edge.runtime.generator_spec import ATTRIBUTE_KINDS, Attr, Graph, Node, Tensor, ValueInfo
-from gru_edge.runtime.onnx_proto import ProtoError
+from gru_edge.runtime.onnx_proto import ProtoError, _fields, _text, _varint  # one wire reader
 
 _MAX_DEPTH = 64
 _M_GRAPH = 7
@@ -192,50 +192,6 @@ def _signed(value: int) -> int:
 
 def _float32(bits: int) -> float:
     return struct.unpack("<f", struct.pack("<I", bits & 0xFFFFFFFF))[0]
-
-
-def _text(buf: memoryview, start: int, end: int) -> str:
-    return bytes(buf[start:end]).decode("utf-8", errors="replace")
-
-
-def _fields(buf: memoryview, pos: int, end: int) -> Iterator[tuple[int, int, int, int]]:
-    """Yield (field number, wire type, a, b): a varint's or a fixed field's value in a, or a
-    length-delimited field's byte range as a..b."""
-    while pos < end:
-        key, pos = _varint(buf, pos, end)
-        num, wire = key >> 3, key & 7
-        if num == 0:
-            raise ProtoError(f"field number 0 at byte {pos}")
-        if wire == 0:
-            value, pos = _varint(buf, pos, end)
-            yield num, wire, value, 0
-        elif wire == 2:
-            size, pos = _varint(buf, pos, end)
-            if pos + size > end:
-                raise ProtoError(f"field {num} runs past the end of its message at byte {pos}")
-            yield num, wire, pos, pos + size
-            pos += size
-        elif wire in (1, 5):
-            width = 8 if wire == 1 else 4
-            if pos + width > end:
-                raise ProtoError(f"field {num} runs past the end of its message")
-            yield num, wire, int.from_bytes(buf[pos : pos + width], "little"), 0
-            pos += width
-        else:
-            raise ProtoError(f"unsupported wire type {wire} at byte {pos}")
-
-
-def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= end or shift > 63:
-            raise ProtoError(f"truncated or overlong varint at byte {pos}")
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
 
 
 def read_attribute(data: bytes) -> Attr:

@@ -236,8 +236,8 @@ def _text(buf: memoryview, start: int, end: int) -> str:
 
 
 def _fields(buf: memoryview, pos: int, end: int) -> Iterator[tuple[int, int, int, int]]:
-    """Yield (field number, wire type, a, b): a varint's value in a, or a length-delimited
-    field's byte range as a..b; fixed-width fields are skipped over."""
+    """Yield (field number, wire type, a, b): a varint's or a fixed field's value in a, or a
+    length-delimited field's byte range as a..b."""
     while pos < end:
         key, pos = _varint(buf, pos, end)
         num, wire = key >> 3, key & 7
@@ -253,9 +253,11 @@ def _fields(buf: memoryview, pos: int, end: int) -> Iterator[tuple[int, int, int
             yield num, wire, pos, pos + size
             pos += size
         elif wire in (1, 5):
-            pos += 8 if wire == 1 else 4
-            if pos > end:
+            width = 8 if wire == 1 else 4
+            if pos + width > end:
                 raise ProtoError(f"field {num} runs past the end of its message")
+            yield num, wire, int.from_bytes(buf[pos : pos + width], "little"), 0
+            pos += width
         else:
             raise ProtoError(f"unsupported wire type {wire} at byte {pos}")
 
