@@ -137,47 +137,12 @@ def prepare_peers(run_dir: Path, vocab: Path) -> PeerFiles:
 
 def litert_twin(model) -> bytes:
     """The stateful one-step twin of ``model`` as a .tflite file's bytes."""
+    from gru_edge.trainer.model import build_stepper
     from gru_edge.trainer.tf_env import load_tf
 
-    tf, keras = load_tf()
-    from gru_edge.trainer.model import grus_and_dense
-
-    grus, dense = grus_and_dense(model)
-    units, vocab, layers = grus[0].units, dense.units, len(grus)
-    ids = keras.Input(shape=(1,), dtype="int32", name="ids")
-    state = keras.Input(shape=(layers * units,), dtype="float32", name="state")
-    identity = np.eye(vocab, dtype=np.float32)
-    x = keras.layers.Lambda(lambda t: tf.gather(identity, t), name="one_hot")(ids)
-    starts = (
-        [state]
-        if layers == 1
-        else keras.layers.Lambda(lambda s: tf.split(s, layers, axis=-1), name="split")(state)
-    )
-    twins, finals = [], []
-    for layer, (gru, start) in enumerate(zip(grus, starts, strict=True)):
-        last = layer == layers - 1
-        config = gru.get_config()
-        twin = keras.layers.GRU(
-            units,
-            return_sequences=not last,
-            return_state=True,
-            unroll=True,
-            reset_after=config["reset_after"],
-            activation=config["activation"],
-            recurrent_activation=config["recurrent_activation"],
-        )
-        outputs = twin(x, initial_state=start)
-        x, final = (outputs[1], outputs[1]) if last else outputs
-        twins.append((twin, gru))
-        finals.append(final)
-    state_out = finals[0] if layers == 1 else keras.layers.Concatenate()(finals)
-    head = keras.layers.Dense(vocab, name="logits")
-    logits = head(finals[-1])
-    twin_model = keras.Model([ids, state], [logits, state_out])
-    for twin, gru in twins:
-        twin.set_weights(gru.get_weights())
-    head.set_weights(dense.get_weights())
-    return tf.lite.TFLiteConverter.from_keras_model(twin_model).convert()
+    tf, _ = load_tf()
+    twin = build_stepper(model, one_step=True)
+    return tf.lite.TFLiteConverter.from_keras_model(twin).convert()
 
 
 def worker_command(kind: str, model: Path, vocab: Path, *args: object) -> list[str]:

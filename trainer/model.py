@@ -51,7 +51,7 @@ def grus_and_dense(model: Any) -> tuple[list[Any], Any]:
     return grus, denses[0]
 
 
-def build_stepper(model: Any) -> Any:
+def build_stepper(model: Any, *, one_step: bool = False) -> Any:
     """The contract's twin of a trained model, sharing nothing but copied weights.
 
     Inputs ``ids`` int64 [batch, time] and ``state`` float32 [batch, layers * units]; outputs
@@ -59,11 +59,16 @@ def build_stepper(model: Any) -> Any:
     ``state_out``. The one-hot sits inside, so the ONNX file takes ids, not a [batch, time,
     vocab] input. ``state`` holds the layers' states side by side, layer 0 (input side) first;
     Dropout is left out (it is the identity outside training).
+
+    ``one_step``: ids int32 [batch, 1] and unrolled GRUs (straight-line ops, no WHILE loop),
+    the twin LiteRT's converter wants for `gru-edge bench`'s peer rows.
     """
     tf, keras = load_tf()
     grus, dense = grus_and_dense(model)
     units, vocab, layers = grus[0].units, dense.units, len(grus)
-    ids = keras.Input(shape=(None,), dtype="int64", name="ids")
+    ids = keras.Input(
+        shape=(1,) if one_step else (None,), dtype="int32" if one_step else "int64", name="ids"
+    )
     state = keras.Input(shape=(layers * units,), dtype="float32", name="state")
     weights = [gru.get_weights() for gru in grus]
     if projects_input(vocab, units):
@@ -93,6 +98,7 @@ def build_stepper(model: Any) -> Any:
             return_sequences=not last,
             return_state=True,
             name=_gru_name(layer),
+            unroll=one_step,
             **_gru_options(gru),
         )
         outputs = twin(sequence, initial_state=start)
