@@ -16,6 +16,7 @@ from gru_edge.runtime.contract import (
     OUTPUT_STATE,
 )
 from gru_edge.runtime.errors import ExportValidationError
+from gru_edge.runtime.generator_build import META_GENERATOR
 from gru_edge.runtime.version import __version__
 from gru_edge.runtime.vocabulary import Vocabulary
 from gru_edge.trainer.tf_env import load_tf
@@ -80,8 +81,9 @@ def set_metadata(
     generator: bool = True,
     weights: str = "fp32",
 ) -> dict:
-    """Write the contract's metadata_props (tf2onnx has no API for custom metadata);
-    ``generator``: the file carries gru-edge/2's in-graph generator."""
+    """Write the contract's metadata_props (tf2onnx has no API for custom metadata), keeping
+    the generator's version that exporter.generator_graph wrote; ``generator``: the file
+    carries gru-edge/2's in-graph generator."""
     tf, keras = load_tf()
     import tf2onnx
 
@@ -112,6 +114,7 @@ def set_metadata(
     }
     stored = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
     stored[META_VOCABULARY] = vocab.to_json()
+    stored.update((p.key, p.value) for p in model_proto.metadata_props if p.key == META_GENERATOR)
     del model_proto.metadata_props[:]
     for key, value in stored.items():
         entry = model_proto.metadata_props.add()

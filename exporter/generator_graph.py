@@ -10,18 +10,18 @@ from typing import Any
 import onnx
 from onnx import helper, numpy_helper
 
-from gru_edge.runtime.generator_build import MIN_OPSET, VERSION_1, build_generator
+from gru_edge.runtime.generator_build import LATEST, META_GENERATOR, MIN_OPSET, build_generator
 from gru_edge.runtime.generator_spec import ATTRIBUTE_KINDS, Attr, Graph, Node, Tensor, ValueInfo
 
 __all__ = ["MIN_OPSET", "add_generator", "step_graph"]
 
 
 def add_generator(
-    model: onnx.ModelProto, vocab_size: int, state_width: int, version: str = VERSION_1
+    model: onnx.ModelProto, vocab_size: int, state_width: int, version: str = LATEST
 ) -> None:
-    """Add the generator to a contract step model, in place (see runtime.generator_build).
-    A ``version`` other than VERSION_1 must also be written as the file's ``generator``
-    metadata (META_GENERATOR), or the loader derives the first version and refuses the file."""
+    """Add the generator to a contract step model, in place (see runtime.generator_build),
+    and name its ``version`` in the metadata (META_GENERATOR), which the loader derives it by.
+    A writer that replaces the metadata afterwards must keep that key."""
     graph = model.graph
     gen = build_generator(step_graph(graph), vocab_size, state_width, version)
     graph.input.extend(_value_info(info) for info in gen.inputs)
@@ -29,6 +29,10 @@ def add_generator(
     graph.node.extend(_node(n) for n in gen.nodes)
     graph.initializer.extend(_tensor(t) for t in gen.constants)
     graph.output.extend(_value_info(info) for info in gen.outputs)
+    kept = [p for p in model.metadata_props if p.key != META_GENERATOR]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=META_GENERATOR, value=version)
     opset = next(o for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if opset.version < MIN_OPSET:
         raise ValueError(f"the generator needs opset {MIN_OPSET} or newer, got {opset.version}")

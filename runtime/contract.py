@@ -34,6 +34,20 @@ INPUT_TOP_K = "top_k"
 INPUT_TOP_P = "top_p"
 INPUT_SEED = "seed"
 INPUT_OFFSET = "offset"
+# Generator version 2: each setting per row, int64/float32 [rows]; empty (the default) = the
+# scalar above for every row. Only a batching caller feeds them.
+INPUT_ROW_TEMPERATURE = "row_temperature"
+INPUT_ROW_TOP_K = "row_top_k"
+INPUT_ROW_TOP_P = "row_top_p"
+INPUT_ROW_SEED = "row_seed"
+INPUT_ROW_OFFSET = "row_offset"
+ROW_INPUTS = {
+    INPUT_ROW_TEMPERATURE: INPUT_TEMPERATURE,
+    INPUT_ROW_TOP_K: INPUT_TOP_K,
+    INPUT_ROW_TOP_P: INPUT_TOP_P,
+    INPUT_ROW_SEED: INPUT_SEED,
+    INPUT_ROW_OFFSET: INPUT_OFFSET,
+}
 OUTPUT_GENERATED = "generated"
 OUTPUT_GEN_STATE = "gen_state"
 OUTPUT_LOGIT_SUMS = "logit_sums"

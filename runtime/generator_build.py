@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gru_edge.runtime import contract
-from gru_edge.runtime.generator_pick import PREFIX, Builder, noise
+from gru_edge.runtime.generator_pick import PREFIX, Builder, noise, row_filters, row_settings
 from gru_edge.runtime.generator_spec import (
     DOUBLE,
     FLOAT,
@@ -55,7 +55,9 @@ from gru_edge.runtime.generator_step import step_and_pick, step_body, time_major
 MIN_OPSET = 18  # BitwiseXor (the random stream's SplitMix64)
 META_GENERATOR = "generator"  # metadata key naming the body's version; absent = VERSION_1
 VERSION_1 = "1"
-VERSIONS = (VERSION_1,)
+VERSION_2 = "2"  # seed, offset, temperature, top_k and top_p per row: a scalar or [batch]
+VERSIONS = (VERSION_1, VERSION_2)
+LATEST = VERSION_2
 
 # (name, element type, default)
 GENERATOR_INPUTS = (
@@ -66,6 +68,14 @@ GENERATOR_INPUTS = (
     (contract.INPUT_SEED, INT64, 0),
     (contract.INPUT_OFFSET, INT64, 0),
 )
+# Version 2: (name, element type, default), each [rows]; empty = the scalar for every row
+ROW_INPUTS = tuple(
+    (row, elem, [])
+    for row, name in contract.ROW_INPUTS.items()
+    for other, elem, _ in GENERATOR_INPUTS
+    if other == name
+)
+DEFAULT_NAMES = frozenset(name for name, _, _ in GENERATOR_INPUTS + ROW_INPUTS)
 _SCAN_TYPES = (INT64, FLOAT, FLOAT)  # a branch's outputs: ids, state, logit sums
 
 
@@ -89,15 +99,17 @@ def build_generator(
         raise ValueError(f"unknown generator version {version!r}")
     if any(has_subgraphs(node) for node in step.nodes):
         raise ValueError("the step graph already holds subgraphs; expected a plain step graph")
+    per_row = version != VERSION_1
     inputs, defaults = [], []
-    for name, elem, default in GENERATOR_INPUTS:
-        inputs.append(ValueInfo(name, elem, ()))
+    for name, elem, default in GENERATOR_INPUTS + (ROW_INPUTS if per_row else ()):
+        shape = ("rows",) if name in contract.ROW_INPUTS else ()
+        inputs.append(ValueInfo(name, elem, shape))
         defaults.append(Tensor.of(name, default, np.int64 if elem == INT64 else np.float32))
 
     top = Builder(PREFIX)
     has_steps = top.op("Greater", [contract.INPUT_STEPS, top.const(0, np.int64)])
     outputs = [contract.OUTPUT_GENERATED, contract.OUTPUT_GEN_STATE, contract.OUTPUT_LOGIT_SUMS]
-    run = _run_branch(_per_step(step), vocab_size)
+    run = _run_branch(_per_step(step), vocab_size, per_row)
     top.add("If", [has_steps], outputs, PREFIX + "If_steps", then_branch=run, else_branch=_none())
     return Generator(
         inputs=inputs,
@@ -146,12 +158,16 @@ def _none() -> Graph:
     return b.graph("gen_none", [], outs)
 
 
-def _run_branch(step_nodes: list[Node], vocab: int) -> Graph:
+def _run_branch(step_nodes: list[Node], vocab: int, per_row: bool) -> Graph:
     """steps > 0: choose the body, run it, lay its scan outputs out as [batch, steps]."""
     b = Builder(PREFIX + "r/")
-    greedy = b.op("Equal", [contract.INPUT_TEMPERATURE, b.const(0.0, np.float32)])
+    temperature, rows = contract.INPUT_TEMPERATURE, None
+    if per_row:  # greedy only when every row is: a row with T = 0 adds noise 0 * g = 0
+        rows = row_settings(b)
+        temperature = b.op("ReduceMax", [rows[temperature]], keepdims=0)
+    greedy = b.op("Equal", [temperature, b.const(0.0, np.float32)])
     outs = [b.name("ids_scan"), b.name("state"), b.name("sums_scan")]
-    sample = _sample_branch(step_nodes, vocab)
+    sample = _sample_branch(step_nodes, vocab, rows)
     greedy_graph = _chars_graph(step_nodes, vocab, "greedy", None)
     b.add("If", [greedy], outs, b.name("If_greedy"), then_branch=greedy_graph, else_branch=sample)
     ids_scan, state, sums_scan = outs
@@ -162,10 +178,24 @@ def _run_branch(step_nodes: list[Node], vocab: int) -> Graph:
     return b.graph("gen_run", [], _identities(b, (generated, state, sums), names))
 
 
-def _sample_branch(step_nodes: list[Node], vocab: int) -> Graph:
+def _sample_branch(step_nodes: list[Node], vocab: int, rows: dict[str, str] | None) -> Graph:
     """temperature > 0: the chunk's noise once, then the plain or the filtered body."""
     b = Builder(PREFIX + "s/")
-    gumbel = noise(b, vocab)
+    gumbel = noise(b, vocab, rows)
+    if rows is not None:
+        filtering, filters = row_filters(b, vocab, rows)
+    else:
+        filtering, filters = _filters(b, vocab)
+    outs = [b.name("ids_scan"), b.name("state"), b.name("sums_scan")]
+    filtered = _chars_graph(step_nodes, vocab, "filtered", gumbel, filters)
+    plain = _chars_graph(step_nodes, vocab, "plain", gumbel)
+    b.add("If", [filtering], outs, b.name("If_filter"), then_branch=filtered, else_branch=plain)
+    return b.graph("gen_sample", [], _infos(outs))
+
+
+def _filters(b: Builder, vocab: int) -> tuple[str, dict[str, str]]:
+    """Version 1's filter settings, one for every row: whether any filter applies, and the
+    outer-scope values the filtered body reads."""
     k = contract.INPUT_TOP_K
     top_k_on = b.op(
         "And",
@@ -183,11 +213,7 @@ def _sample_branch(step_nodes: list[Node], vocab: int) -> Graph:
         "t64": b.op("Cast", [contract.INPUT_TEMPERATURE], to=DOUBLE),
         "p64": b.op("Cast", [contract.INPUT_TOP_P], to=DOUBLE),
     }
-    outs = [b.name("ids_scan"), b.name("state"), b.name("sums_scan")]
-    filtered = _chars_graph(step_nodes, vocab, "filtered", gumbel, filters)
-    plain = _chars_graph(step_nodes, vocab, "plain", gumbel)
-    b.add("If", [filtering], outs, b.name("If_filter"), then_branch=filtered, else_branch=plain)
-    return b.graph("gen_sample", [], _infos(outs))
+    return filtering, filters
 
 
 def _chars_graph(

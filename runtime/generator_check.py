@@ -21,7 +21,7 @@ from __future__ import annotations
 from gru_edge.runtime import contract
 from gru_edge.runtime.errors import ModelFileError, shown
 from gru_edge.runtime.generator_build import (
-    GENERATOR_INPUTS,
+    DEFAULT_NAMES,
     META_GENERATOR,
     VERSION_1,
     VERSIONS,
@@ -47,7 +47,6 @@ _OPS = (
 STEP_OPS = frozenset(
     f"{_OPS} Sigmoid Slice Split Softmax Squeeze Sub Tanh Transpose Unsqueeze".split()
 )
-_DEFAULT_NAMES = {name for name, _, _ in GENERATOR_INPUTS}
 
 
 def check_generator(
@@ -91,7 +90,7 @@ def _step(graph: Graph, vocab_size: int, where: str, generator: bool = True) -> 
     inits = [
         t
         for t in graph.initializers
-        if not t.name.startswith(PREFIX) and t.name not in _DEFAULT_NAMES
+        if not t.name.startswith(PREFIX) and t.name not in DEFAULT_NAMES
     ]
     known = {contract.INPUT_IDS, contract.INPUT_STATE, ""} | {t.name for t in inits}
     for node in nodes:
@@ -116,7 +115,7 @@ def _step(graph: Graph, vocab_size: int, where: str, generator: bool = True) -> 
                 f"{where}: {label} one-hot encodes to another depth than the vocabulary's "
                 f"{vocab_size} characters; re-export the model"
             )
-        bad = [n for n in node.outputs if n.startswith(PREFIX) or n in _DEFAULT_NAMES]
+        bad = [n for n in node.outputs if n.startswith(PREFIX) or n in DEFAULT_NAMES]
         if bad:
             raise ModelFileError(f"{where}: {label} writes {shown(bad[0])}; re-export the model")
         known.update(node.outputs)
@@ -173,7 +172,7 @@ def check_file_generator(
         raise ModelFileError(f"{where}: cannot read its graph ({exc}); re-export it") from None
     names = {i.name for i in graph.inputs} | {o.name for o in graph.outputs}
     if (
-        names & (_DEFAULT_NAMES | set(contract.GENERATOR_OUTPUTS))
+        names & (DEFAULT_NAMES | set(contract.GENERATOR_OUTPUTS))
         or any(n.name.startswith(PREFIX) for n in graph.nodes)
         or META_GENERATOR in metadata
     ):

@@ -6,12 +6,10 @@ returns the first difference in words, or "" when there is none."""
 from __future__ import annotations
 
 from gru_edge.runtime.errors import shown
-from gru_edge.runtime.generator_build import GENERATOR_INPUTS, Generator
+from gru_edge.runtime.generator_build import DEFAULT_NAMES, Generator
 from gru_edge.runtime.generator_pick import PREFIX
 from gru_edge.runtime.generator_spec import Attr, Graph, Node, Tensor
 from gru_edge.runtime.generator_structure import Defaults, Structure
-
-_DEFAULT_NAMES = {name for name, _, _ in GENERATOR_INPUTS}
 
 
 def differences(graph: Graph, step: Graph, expected: Generator) -> str:
@@ -32,7 +30,7 @@ def differences(graph: Graph, step: Graph, expected: Generator) -> str:
             return f"input {shown(want.name)} has no default"
         if _tensor_key(inits[want.name]) != _tensor_key(want):
             return f"the default of input {shown(want.name)} differs"
-    step_inits = {t.name for t in step.initializers} | _DEFAULT_NAMES
+    step_inits = {t.name for t in step.initializers} | DEFAULT_NAMES
     got_consts = {name: t for name, t in inits.items() if name not in step_inits}
     want_consts = {t.name: t for t in expected.constants}
     problem = _compare_constants(got_consts, want_consts, "")

@@ -65,25 +65,59 @@ class Builder:
         return Graph(name, consts + self.nodes, inputs, outputs)
 
 
-def noise(b: Builder, vocab: int) -> str:
+def row_settings(b: Builder) -> dict[str, str]:
+    """Version 2: each setting as a [batch] vector, from its row input when that is fed (not
+    empty) and from the scalar otherwise. ``seed`` is already the stream's uint64 key: a row
+    seed as it is, a scalar seed s plus the row's index b, as in version 1."""
+    i64 = np.int64
+    shape = b.op("Shape", [contract.INPUT_IDS])
+    batch = b.op("Slice", [shape, b.const([0], i64), b.const([1], i64)])  # [1]
+    rows = b.op("Range", [b.const(0, i64), b.op("Squeeze", [batch]), b.const(1, i64)])
+    scalar_keys = b.op(
+        "Add",
+        [b.op("Cast", [rows], to=UINT64), b.op("Cast", [contract.INPUT_SEED], to=UINT64)],
+    )
+    settings = {}
+    for row_name, name in contract.ROW_INPUTS.items():
+        row, every = row_name, b.op("Expand", [name, batch])
+        if name == contract.INPUT_SEED:
+            row, every = b.op("Cast", [row_name], to=UINT64), scalar_keys
+        # [row values..., scalar values...][:batch]: the row input when fed, else the scalar
+        both = b.op("Concat", [row, every], axis=0)
+        settings[name] = b.op("Slice", [both, b.const([0], i64), batch])
+    return settings
+
+
+def noise(b: Builder, vocab: int, rows: dict[str, str] | None = None) -> str:
     """float32 [steps, batch, vocab]: float32(T * gumbel) for positions offset..offset+steps-1,
-    computed as runtime.randomness specifies."""
+    computed as runtime.randomness specifies; with ``rows`` (row_settings) each row has its
+    own seed, offset and temperature."""
     u64, i64 = np.uint64, np.int64
     h = hashes_per_position(vocab)
-    first = contract.INPUT_OFFSET
-    end = b.op("Add", [first, contract.INPUT_STEPS])
-    positions = b.op("Cast", [b.op("Range", [first, end, b.const(1, i64)])], to=UINT64)
-    positions = b.op("Unsqueeze", [positions, b.const([1], i64)])  # [steps, 1]
+    if rows is not None:
+        count = b.op("Range", [b.const(0, i64), contract.INPUT_STEPS, b.const(1, i64)])
+        first = b.op("Unsqueeze", [rows[contract.INPUT_OFFSET], b.const([0], i64)])
+        positions = b.op("Add", [b.op("Unsqueeze", [count, b.const([1], i64)]), first])
+        positions = b.op("Unsqueeze", [b.op("Cast", [positions], to=UINT64), b.const([2], i64)])
+        hashes = np.arange(1, h + 1)[None, None, :]  # positions: [steps, batch, 1]
+    else:
+        first = contract.INPUT_OFFSET
+        end = b.op("Add", [first, contract.INPUT_STEPS])
+        positions = b.op("Cast", [b.op("Range", [first, end, b.const(1, i64)])], to=UINT64)
+        positions = b.op("Unsqueeze", [positions, b.const([1], i64)])  # [steps, 1]
+        hashes = np.arange(1, h + 1)[None, :]
     counters = b.op(
-        "Add",
-        [b.op("Mul", [positions, b.const(h, u64)]), b.const(np.arange(1, h + 1)[None, :], u64)],
-    )  # [steps, H]: the counter + 1
+        "Add", [b.op("Mul", [positions, b.const(h, u64)]), b.const(hashes, u64)]
+    )  # the counter + 1: [steps, H], per row [steps, batch, H]
     spread = b.op("Mul", [counters, b.const(GOLDEN, u64)])
-    spread = b.op("Unsqueeze", [spread, b.const([1], i64)])  # [steps, 1, H]
-    shape = b.op("Shape", [contract.INPUT_IDS])
-    batch = b.op("Squeeze", [b.op("Slice", [shape, b.const([0], i64), b.const([1], i64)])])
-    rows = b.op("Cast", [b.op("Range", [b.const(0, i64), batch, b.const(1, i64)])], to=UINT64)
-    keys = b.op("Add", [rows, b.op("Cast", [contract.INPUT_SEED], to=UINT64)])
+    if rows is not None:
+        keys = rows[contract.INPUT_SEED]
+    else:
+        spread = b.op("Unsqueeze", [spread, b.const([1], i64)])  # [steps, 1, H]
+        shape = b.op("Shape", [contract.INPUT_IDS])
+        batch = b.op("Squeeze", [b.op("Slice", [shape, b.const([0], i64), b.const([1], i64)])])
+        rows_ = b.op("Cast", [b.op("Range", [b.const(0, i64), batch, b.const(1, i64)])], to=UINT64)
+        keys = b.op("Add", [rows_, b.op("Cast", [contract.INPUT_SEED], to=UINT64)])
     keys = b.op("Unsqueeze", [keys, b.const([0, 2], i64)])  # [1, batch, 1]
     z = b.op("Add", [spread, keys])  # [steps, batch, H]
     for shift, mul in ((30, MIX1), (27, MIX2), (31, None)):
@@ -99,7 +133,10 @@ def noise(b: Builder, vocab: int) -> str:
     if h * PARTS != vocab:
         parts = b.op("Slice", [parts, b.const([0], i64), b.const([vocab], i64), b.const([2], i64)])
     gumbel = b.op("Gather", [_gumbel_table(b), parts], axis=0)
-    return b.op("Mul", [gumbel, contract.INPUT_TEMPERATURE])
+    temperature = contract.INPUT_TEMPERATURE
+    if rows is not None:  # [1, batch, 1]
+        temperature = b.op("Unsqueeze", [rows[temperature], b.const([0, 2], i64)])
+    return b.op("Mul", [gumbel, temperature])
 
 
 def _gumbel_table(b: Builder) -> str:
@@ -120,12 +157,43 @@ def _gumbel_table(b: Builder) -> str:
     return b.op("Cast", [gumbel], to=FLOAT)
 
 
+def row_filters(b: Builder, vocab: int, rows: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """Version 2's filter settings, from row_settings: whether any row filters, and the
+    outer-scope [batch, 1] values the filtered body reads. A row filters when its temperature
+    is above 0 (rule 1 comes first) and its k is in [1, vocab) or its p below 1; the other
+    rows get k = vocab, p = 1 and T = 1 there, which keep every character that could win."""
+    i64, f32 = np.int64, np.float32
+    k, t, p = (
+        b.op("Unsqueeze", [rows[name], b.const([1], i64)])
+        for name in (contract.INPUT_TOP_K, contract.INPUT_TEMPERATURE, contract.INPUT_TOP_P)
+    )
+    k_on = b.op(
+        "And", [b.op("Greater", [k, b.const(0, i64)]), b.op("Less", [k, b.const(vocab, i64)])]
+    )
+    t_on = b.op("Greater", [t, b.const(0.0, f32)])
+    k_on = b.op("And", [k_on, t_on])
+    p_on = b.op("And", [b.op("Less", [p, b.const(1.0, f32)]), t_on])
+    rows_on = b.op("Cast", [b.op("Or", [k_on, p_on])], to=INT64)
+    filtering = b.op("Greater", [b.op("ReduceMax", [rows_on], keepdims=0), b.const(0, i64)])
+    filters = {
+        "k_row": b.op("Where", [k_on, k, b.const(vocab, i64)]),
+        "t64": b.op("Cast", [b.op("Where", [t_on, t, b.const(1.0, f32)])], to=DOUBLE),
+        "p64": b.op("Cast", [b.op("Where", [p_on, p, b.const(1.0, f32)])], to=DOUBLE),
+    }
+    return filtering, filters
+
+
 def top_filter(b: Builder, logits: str, vocab: int, filters: dict[str, str]) -> str:
     """runtime.sampler's rules 2 (top-k) and 3 (top-p, float64) on [batch, vocab] logits."""
     axis1 = b.const([1], np.int64)
     minus_inf = b.const(-np.inf, np.float32)
-    values = b.op("TopK", [logits, filters["k"]], n_out=2, axis=1, largest=1, sorted=1)[0]
-    kth = b.op("ReduceMin", [values, axis1], keepdims=1)
+    if "k_row" in filters:  # per row: every row's k-th largest from one full sort
+        values = b.op("TopK", [logits, b.const([vocab], np.int64)], n_out=2, axis=1)[0]
+        k_index = b.op("Sub", [filters["k_row"], b.const(1, np.int64)])
+        kth = b.op("GatherElements", [values, k_index], axis=1)
+    else:
+        values = b.op("TopK", [logits, filters["k"]], n_out=2, axis=1, largest=1, sorted=1)[0]
+        kth = b.op("ReduceMin", [values, axis1], keepdims=1)
     logits = b.op("Where", [b.op("Less", [logits, kth]), minus_inf, logits])
     d = b.op("Cast", [logits], to=DOUBLE)
     shifted = b.op("Sub", [d, b.op("ReduceMax", [d, axis1], keepdims=1)])

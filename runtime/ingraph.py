@@ -15,6 +15,7 @@ same state, which raises NonFiniteLogits at the exact character, or writes the s
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
@@ -71,26 +72,8 @@ class GraphEngine:
     def _call(
         self, ids: np.ndarray, state: np.ndarray, steps: int, offset: int, feeds: dict
     ) -> list[np.ndarray]:
-        """One generator call; what it returns is checked before anything uses it."""
-        generated, state_out, sums = checked_run.run(
-            self._session,
-            _OUTPUTS,
-            {
-                contract.INPUT_IDS: ids,
-                contract.INPUT_STATE: state,
-                contract.INPUT_STEPS: np.array(steps, dtype=np.int64),
-                contract.INPUT_OFFSET: np.array(offset, dtype=np.int64),
-                **feeds,
-            },
-        )
-        rows = ids.shape[0]
-        checked_run.check_shape(contract.OUTPUT_GENERATED, generated, (rows, steps), np.int64)
-        checked_run.check_shape(
-            contract.OUTPUT_GEN_STATE, state_out, (rows, self._width), np.float32
-        )
-        checked_run.check_shape(contract.OUTPUT_LOGIT_SUMS, sums, (rows, steps), np.float32)
-        checked_run.check_ids(generated, self._vocab)
-        return [generated, state_out, sums]
+        feeds = {**feeds, contract.INPUT_OFFSET: np.array(offset, dtype=np.int64)}
+        return call(self._session, ids, state, steps, feeds, self._vocab, self._width)
 
     def _host(
         self,
@@ -109,3 +92,67 @@ class GraphEngine:
             step, ids, state, offset, length - offset, settings=settings, seed=seed
         ):
             yield new[:, None]
+
+
+@dataclass(frozen=True)
+class RowSettings:
+    """Each row's own settings for a generator that takes them (version 2's ``row_*``
+    inputs), one entry per row: what a batching server feeds."""
+
+    temperature: np.ndarray  # float32; 0 = greedy
+    top_k: np.ndarray  # int64; 0 = off
+    top_p: np.ndarray  # float32; 1 = off
+    seed: np.ndarray  # int64: the row's own stream (a request's seed + its choice index)
+    offset: np.ndarray  # int64: characters of that stream generated before this call
+
+    def feeds(self) -> dict[str, np.ndarray]:
+        """The generator's feeds for these rows."""
+        types = {contract.INPUT_TEMPERATURE: np.float32, contract.INPUT_TOP_P: np.float32}
+        return {
+            row: np.ascontiguousarray(getattr(self, name), dtype=types.get(name, np.int64))
+            for row, name in contract.ROW_INPUTS.items()
+        }
+
+
+def call_rows(
+    session: ort.InferenceSession,
+    ids: np.ndarray,
+    state: np.ndarray,
+    steps: int,
+    rows: RowSettings,
+    *,
+    vocab_size: int,
+    width: int,
+) -> list[np.ndarray]:
+    """One call of a version-2 generator with settings per row: [generated, gen_state,
+    logit_sums], checked. Row b writes what a call of its own with its settings would, on the
+    same arithmetic (onnxruntime rounds a batch of one differently from larger ones)."""
+    return call(session, ids, state, steps, rows.feeds(), vocab_size, width)
+
+
+def call(
+    session: ort.InferenceSession,
+    ids: np.ndarray,
+    state: np.ndarray,
+    steps: int,
+    feeds: dict[str, np.ndarray],
+    vocab_size: int,
+    width: int,
+) -> list[np.ndarray]:
+    """One generator call; what it returns is checked before anything uses it."""
+    generated, state_out, sums = checked_run.run(
+        session,
+        _OUTPUTS,
+        {
+            contract.INPUT_IDS: ids,
+            contract.INPUT_STATE: state,
+            contract.INPUT_STEPS: np.array(steps, dtype=np.int64),
+            **feeds,
+        },
+    )
+    rows = ids.shape[0]
+    checked_run.check_shape(contract.OUTPUT_GENERATED, generated, (rows, steps), np.int64)
+    checked_run.check_shape(contract.OUTPUT_GEN_STATE, state_out, (rows, width), np.float32)
+    checked_run.check_shape(contract.OUTPUT_LOGIT_SUMS, sums, (rows, steps), np.float32)
+    checked_run.check_ids(generated, vocab_size)
+    return [generated, state_out, sums]

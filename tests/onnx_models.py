@@ -157,6 +157,7 @@ def make_model(
     if generator:
         add_generator(model, v, units)
     meta = default_metadata(vocab, units, seq_len, generator)
+    meta.update((p.key, p.value) for p in model.metadata_props)  # the generator's version
     for key, value in (metadata or {}).items():
         if value is None:
             meta.pop(key, None)

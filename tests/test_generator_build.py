@@ -12,6 +12,7 @@ from onnx_models import make_model
 
 from gru_edge.exporter.generator_graph import add_generator
 from gru_edge.exporter.precision import store_float16
+from gru_edge.runtime.generator_build import META_GENERATOR, VERSION_1
 
 # SHA-256 of the serialized models built by the pre-split exporter/generator_graph.py (main at
 # dbd26bc) for the same steps: one-layer (GRU layout kept in the Scan body), a vocabulary that
@@ -25,17 +26,21 @@ EXPECTED = {
 }
 
 
-def _built(case: str) -> bytes:
+def _built(case: str, version: str = VERSION_1) -> bytes:
     if case == "v7":
         model = make_model(generator=False, units=8, vocab=list("abcdefg"))
-        add_generator(model, 7, 8)
-        return model.SerializeToString()
-    model = make_model(generator=False, units=16)
-    if case == "fp16":
-        store_float16(model)
-    if case == "nolayout":
-        model.graph.node.insert(2, helper.make_node("Identity", ["x"], ["x_copy"]))
-    add_generator(model, 70, 16)
+        add_generator(model, 7, 8, version)
+    else:
+        model = make_model(generator=False, units=16)
+        if case == "fp16":
+            store_float16(model)
+        if case == "nolayout":
+            model.graph.node.insert(2, helper.make_node("Identity", ["x"], ["x_copy"]))
+        add_generator(model, 70, 16, version)
+    if version == VERSION_1:  # files of the first version name no version: the key came later
+        kept = [p for p in model.metadata_props if p.key != META_GENERATOR]
+        del model.metadata_props[:]
+        model.metadata_props.extend(kept)
     return model.SerializeToString()
 
 
