@@ -33,6 +33,7 @@ from gru_edge.runtime.errors import (
     UsageError,
     onnxruntime_message,
 )
+from gru_edge.runtime.generator_build import META_GENERATOR, VERSION_1
 from gru_edge.runtime.generator_check import check_file_generator
 from gru_edge.runtime.model_bytes import (
     DEFAULT_MAX_BYTES,
@@ -94,6 +95,12 @@ class LoadedModel:
     def state_width(self) -> int:
         """Width of the ``state`` input: layers x units."""
         return self.layers * self.units
+
+    @property
+    def takes_row_settings(self) -> bool:
+        """Its generator takes every setting per row (version 2 on): what a batching server
+        feeds."""
+        return self.has_generator and self.metadata.get(META_GENERATOR, VERSION_1) != VERSION_1
 
     @property
     def provider(self) -> str:

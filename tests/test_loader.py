@@ -43,6 +43,11 @@ def test_a_contract_file_loads_with_everything_the_runtime_needs(small_model):
         "top_p float32 []",
         "seed int64 []",
         "offset int64 []",
+        "row_temperature float32 [rows]",
+        "row_top_k int64 [rows]",
+        "row_top_p float32 [rows]",
+        "row_seed int64 [rows]",
+        "row_offset int64 [rows]",
     ]
     assert [s.describe() for s in model.outputs] == [
         "logits float32 [batch, 70]",

@@ -149,6 +149,35 @@ def test_the_tiny_models_generator_needs_only_onnxruntime(tiny):
         assert "".join(vocab[i] for i in generated[0]) == text
 
 
+def test_the_per_row_vector_writes_the_table_row_by_row(tiny):
+    """The page's per-row vector: the table's settings, one per row, in one call, and the
+    same call continued from character 10 with ``row_offset``."""
+    assert "**Per row**: one call of 40 steps on four rows" in SPEC
+    session = ort.InferenceSession(str(tiny[1]), providers=["CPUExecutionProvider"])
+    vocab = json.loads(session.get_modelmeta().custom_metadata_map["vocabulary"])
+    vectors = _text_vectors()
+    assert [seed for seed, _, _ in vectors] == [1, 2, 3, 4]
+    rows = {
+        "row_seed": np.array([seed for seed, _, _ in vectors], np.int64),
+        "row_temperature": np.array([s.get("temperature", 1.0) for _, s, _ in vectors], np.float32),
+        "row_top_k": np.array([s.get("top_k", 0) for _, s, _ in vectors], np.int64),
+        "row_top_p": np.array([s.get("top_p", 1.0) for _, s, _ in vectors], np.float32),
+        "row_offset": np.zeros(4, np.int64),
+    }
+    start = {
+        "ids": np.array([[vocab.index(c) for c in "one "]] * 4, np.int64),
+        "state": np.zeros((4, 8), np.float32),
+    }
+    outputs = ["generated", "gen_state"]
+    (whole,) = session.run(["generated"], {**start, **rows, "steps": np.array(40, np.int64)})
+    assert ["".join(vocab[i] for i in row) for row in whole] == [t for _, _, t in vectors]
+    first, state = session.run(outputs, {**start, **rows, "steps": np.array(10, np.int64)})
+    rows["row_offset"][:] = 10
+    later = {"ids": first[:, -1:], "state": state, "steps": np.array(30, np.int64)}
+    (rest,) = session.run(["generated"], {**later, **rows})
+    np.testing.assert_array_equal(rest, whole[:, 10:])
+
+
 def test_the_recipe_prints_what_the_named_command_prints_and_nothing_on_stderr(
     small_model, tmp_path
 ):

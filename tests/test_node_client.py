@@ -161,7 +161,9 @@ def _stacked_model(units: int, seed: int) -> onnx.ModelProto:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
     add_generator(model, v, 2 * units)
-    helper.set_model_props(model, {**default_metadata(vocab, units, 40), "layers": "2"})
+    version = {p.key: p.value for p in model.metadata_props}
+    meta = {**default_metadata(vocab, units, 40), "layers": "2"}
+    helper.set_model_props(model, {**meta, "generator": version["generator"]})
     onnx.checker.check_model(model)
     return model
 

@@ -140,6 +140,8 @@ def test_graph_signature_is_the_contract(exported_model, trained_run):
         "state": (float32, ["batch", units]),
         **{n: (int64, []) for n in ("steps", "top_k", "seed", "offset")},
         **{n: (float32, []) for n in ("temperature", "top_p")},
+        **{f"row_{n}": (int64, ["rows"]) for n in ("top_k", "seed", "offset")},
+        **{f"row_{n}": (float32, ["rows"]) for n in ("temperature", "top_p")},
     }
     assert sig(model.graph.output) == {
         "logits": (float32, ["batch", vocab_size]),
@@ -162,6 +164,9 @@ def test_graph_signature_is_the_contract(exported_model, trained_run):
         0,
         0,
     ]
+    rows = [t for t in model.graph.initializer if t.name.startswith("row_")]
+    assert len(rows) == 5 and all(list(t.dims) == [0] for t in rows)  # empty: the scalars
+    assert {p.key: p.value for p in model.metadata_props}["generator"] == "2"
 
 
 @pytest.mark.parametrize(

@@ -21,10 +21,15 @@ def gen128(bench_model) -> Generator:
     return Generator.load(bench_model, device="cpu", threads=1)
 
 
-async def _texts(gen, requests):
+async def _texts(gen, requests, in_graph):
     """requests: [(prime, length, settings, [seeds], delay_rounds)] -> texts per request."""
     scheduler = BatchScheduler(
-        gen.model.session, gen.vocab, gen.state_width, max_batch=256, max_queue=256
+        gen.model.session,
+        gen.vocab,
+        gen.state_width,
+        max_batch=256,
+        max_queue=256,
+        in_graph=in_graph,
     )
     task = asyncio.create_task(scheduler.run())
     results = []
@@ -46,7 +51,11 @@ async def _texts(gen, requests):
     return texts, scheduler.peak_rows
 
 
-def test_rows_equal_sample_n_rows_whoever_shares_the_batch(gen128):
+@pytest.mark.parametrize("in_graph", [True, False], ids=["generator calls", "host steps"])
+def test_rows_equal_sample_n_rows_whoever_shares_the_batch(gen128, in_graph):
+    # In-graph: one call of the file's version-2 generator per round, each row with its own
+    # settings; host: a file whose generator takes one setting for every row (version 1).
+    assert gen128.model.takes_row_settings
     hot = SamplingSettings(1.0)
     nucleus = SamplingSettings(0.8, 20, 0.9)
     (many, alone, late, mixed), peak = asyncio.run(
@@ -58,6 +67,7 @@ def test_rows_equal_sample_n_rows_whoever_shares_the_batch(gen128):
                 (LONG_PRIME, 300, hot, [7, 8], 3),  # joins mid-way
                 ("Fire ", 400, nucleus, [5], 5),
             ],
+            in_graph,
         )
     )
     assert peak >= 64

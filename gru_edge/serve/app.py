@@ -55,6 +55,7 @@ def create_app(generators: dict[str, Generator], limits: ServeLimits) -> Starlet
                 generator.state_width,
                 max_batch=limits.max_batch,
                 max_queue=limits.max_queue,
+                in_graph=generator.model.takes_row_settings,
             ),
             started,
         )

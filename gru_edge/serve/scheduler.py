@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import onnxruntime as ort
@@ -35,6 +35,7 @@ import onnxruntime as ort
 from gru_edge.runtime import checked_run, contract
 from gru_edge.runtime.errors import GruEdgeError
 from gru_edge.runtime.generation import run_prime
+from gru_edge.runtime.ingraph import RowSettings, call_rows
 from gru_edge.runtime.randomness import gumbel_rows
 from gru_edge.runtime.sampler import NonFiniteLogits, SamplingSettings, sample_ids
 from gru_edge.runtime.stops import StopFilter
@@ -44,6 +45,7 @@ ROUND_STEPS = 64  # characters per row between joins and leaves (fewer, larger H
 YIELD_S = 0.001  # the event loop gets a turn after about this much stepping
 FIRST_STEPS = 8  # a round with a row that has nothing yet is short: its first text comes soon
 _OUTPUTS = [contract.OUTPUT_LOGITS, contract.OUTPUT_STATE]
+_SETTING_TYPES = (np.float32, np.int64, np.float32, np.int64, np.int64)  # RowSettings' fields
 
 
 class QueueFull(Exception):
@@ -99,6 +101,10 @@ class Row:
             self.queue.put_nowait((self.index, text, reason))
 
 
+def _arrays(settings: RowSettings) -> tuple[np.ndarray, ...]:
+    return tuple(getattr(settings, f.name) for f in fields(settings))
+
+
 class BatchScheduler:
     """Generates the rows of one model's open requests together."""
 
@@ -110,16 +116,18 @@ class BatchScheduler:
         *,
         max_batch: int,
         max_queue: int,
+        in_graph: bool = False,
     ):
+        """``in_graph``: the file's generator takes settings per row (version 2 on): a round is
+        one generator call; otherwise the host steps and samples every character."""
         self._session, self._vocab, self._width = session, vocab, width
-        self.max_batch, self.max_queue = max_batch, max_queue
+        self.max_batch, self.max_queue, self.in_graph = max_batch, max_queue, in_graph
         self._waiting: list[Row] = []
         self._rows: list[Row] = []  # in batch order
+        # Per row: the id to feed next, the state before it, its stream and its settings.
+        self._cur = np.zeros((0, 1), dtype=np.int64)
         self._state = np.zeros((0, width), dtype=np.float32)
-        self._logits = np.zeros((0, len(vocab)), dtype=np.float32)
-        self._keys = np.zeros(0, dtype=np.uint64)
-        self._positions = np.zeros(0, dtype=np.uint64)
-        self._scales = np.zeros((0, 1), dtype=np.float32)
+        self._settings = RowSettings(*(np.zeros(0, t) for t in _SETTING_TYPES))
         self._wake = asyncio.Event()
         self._closing = False
         self._broken: list[tuple[Row, str]] = []  # rows whose logits broke in the last round
@@ -186,13 +194,15 @@ class BatchScheduler:
             )
             steps = max(1, min(most, left))
             try:
-                ids = await self._round(joining, steps)
+                self._join(joining)
+                ids = await (self._graph_round if self.in_graph else self._host_round)(steps)
             except GruEdgeError as exc:  # a model that fails or computes NaN: every open row
                 # ends with the one-line message, and the batch starts again empty.
                 for row in {id(r): r for r in self._rows + joining}.values():
                     row._finish("", f"error: {exc}")
                 self._leave()
                 continue
+            self._settings.offset[:] += ids.shape[1]
             self.rounds += 1
             for row, message in self._broken:
                 row._finish("", f"error: {message}")
@@ -210,94 +220,141 @@ class BatchScheduler:
         if len(keep) == len(self._rows):
             return
         self._rows = [self._rows[i] for i in keep]
-        self._state, self._logits = self._state[keep], self._logits[keep]
-        self._keys, self._positions = self._keys[keep], self._positions[keep]
-        self._scales = self._scales[keep]
+        self._cur, self._state = self._cur[keep], self._state[keep]
+        self._settings = RowSettings(*(a[keep] for a in _arrays(self._settings)))
 
-    async def _round(self, joining: list[Row], steps: int) -> np.ndarray:
-        """Feed the joining rows' primes, then up to ``steps`` characters for every row: int64
-        [rows, steps done]. The event loop serves the network between steps: a step is a
-        fraction of a millisecond, and steps in a worker thread would hold the GIL against it.
-        A round ends early, after FIRST_STEPS, when a request is waiting to join."""
-        self._join(joining)
+    def _join(self, joining: list[Row]) -> None:
+        """Feed each joining request's prime but its last id once (batch 1) and append its
+        rows, the last id to feed next."""
+        if not joining:
+            return
+        fed: dict[int, np.ndarray] = {}
+        for row in joining:
+            prime = row.spec.prime_ids
+            if id(prime) not in fed and len(prime) > 1:
+                zero = np.zeros((1, self._width), dtype=np.float32)
+                fed[id(prime)] = run_prime(self._step, prime[:-1], zero)[1]
+        zero = np.zeros((1, self._width), dtype=np.float32)
+        states = [fed.get(id(row.spec.prime_ids), zero) for row in joining]
+        self._rows = self._rows + joining
+        cur = np.array([[row.spec.prime_ids[-1]] for row in joining], dtype=np.int64)
+        self._cur = np.concatenate([self._cur, cur])
+        self._state = np.concatenate([self._state, *states])
+        new = [
+            (s.settings.t32, s.settings.top_k or 0, s.settings.top_p or 1.0, s.seed, 0)
+            for s in (row.spec for row in joining)
+        ]
+        self._settings = RowSettings(
+            *(
+                np.concatenate([old, np.array(values, dtype=t)])
+                for old, values, t in zip(
+                    _arrays(self._settings), zip(*new, strict=True), _SETTING_TYPES, strict=True
+                )
+            )
+        )
+
+    async def _graph_round(self, steps: int) -> np.ndarray:
+        """One generator call for every row, in a worker thread (onnxruntime lets go of the
+        GIL: the event loop serves the network meanwhile): int64 [rows, steps]. A row whose
+        logits were not all finite is done again by the host from the same point, which ends it
+        with the exact message (or writes the same ids, for -inf logits)."""
+        cur, state, settings = self._cur, self._state, self._settings
+        lone = len(cur) == 1  # beside a copy of itself (module doc)
+        if lone:
+            cur, state = np.repeat(cur, 2, axis=0), np.repeat(state, 2, axis=0)
+            settings = RowSettings(*(np.repeat(a, 2) for a in _arrays(settings)))
+        generated, new_state, sums = await asyncio.to_thread(
+            call_rows,
+            self._session,
+            cur,
+            state,
+            steps,
+            settings,
+            vocab_size=len(self._vocab),
+            width=self._width,
+        )
+        generated, new_state, sums = (
+            generated[: len(self._rows)],
+            new_state[: len(self._rows)],
+            sums[: len(self._rows)],
+        )
+        for index in np.flatnonzero(~np.isfinite(sums).all(axis=1)):
+            part = [int(index)]
+            ids, row_state = self._host_steps(part, self._cur[part], self._state[part], steps)
+            generated[index], new_state[index] = ids[0], row_state[0]
+        self._cur, self._state = generated[:, -1:], new_state
+        return generated
+
+    async def _host_round(self, steps: int) -> np.ndarray:
+        """Up to ``steps`` characters for every row, stepped and sampled on the host (files
+        whose generator takes one setting for all rows): int64 [rows, steps done]. The event
+        loop serves the network between steps: a step is a fraction of a millisecond, and steps
+        in a worker thread would hold the GIL against it. A round ends early, after
+        FIRST_STEPS, when a request is waiting to join."""
+        everyone = list(range(len(self._rows)))
         out = np.empty((len(self._rows), steps), dtype=np.int64)
-        # The round's noise at once: float32(T * g), as the host loop's NoiseStream computes it.
-        noise = gumbel_rows(self._keys, self._positions, self._logits.shape[1], steps)
-        noise *= self._scales[:, :, None]
+        noise = self._noise(everyone, steps)
+        cur, state = self._cur, self._state
         pause = time.perf_counter() + YIELD_S
         done = 0
         while done < steps:
-            ids = self._sample(self._logits, noise[:, done])
-            out[:, done] = ids
-            self._logits, self._state = self._step(ids[:, None], self._state)
+            logits, state = self._step(cur, state)
+            out[:, done] = self._sample(everyone, logits, noise[:, done])
+            cur = out[:, done : done + 1]
             done += 1
             if time.perf_counter() >= pause:
                 await asyncio.sleep(0)
                 pause = time.perf_counter() + YIELD_S
                 if self._waiting and done >= FIRST_STEPS:
                     break
-        self._positions += np.uint64(done)
+        self._cur, self._state = cur.copy(), state
         return out[:, :done]
 
-    def _join(self, joining: list[Row]) -> None:
-        """Feed each joining request's prime once (batch 1) and append its rows."""
-        if not joining:
-            return
-        fed: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        logits, states = [], []
-        for row in joining:
-            prime = row.spec.prime_ids
-            if id(prime) not in fed:
-                zero = np.zeros((1, self._width), dtype=np.float32)
-                fed[id(prime)] = run_prime(self._step, prime, zero)
-            row_logits, row_state = fed[id(prime)]
-            logits.append(row_logits)
-            states.append(row_state)
-        self._rows = self._rows + joining
-        self._logits = np.concatenate([self._logits, *logits])
-        self._state = np.concatenate([self._state, *states])
-        seeds = [row.spec.seed % (1 << 64) for row in joining]
-        self._keys = np.concatenate([self._keys, np.array(seeds, dtype=np.uint64)])
-        self._positions = np.concatenate([self._positions, np.zeros(len(joining), np.uint64)])
-        scales = [[row.spec.settings.t32] for row in joining]
-        self._scales = np.concatenate([self._scales, np.array(scales, dtype=np.float32)])
+    def _host_steps(
+        self, rows: list[int], cur: np.ndarray, state: np.ndarray, steps: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``steps`` characters of some rows on the host, at once: (ids, state before the last)."""
+        out = np.empty((len(rows), steps), dtype=np.int64)
+        noise = self._noise(rows, steps)
+        for done in range(steps):
+            logits, state = self._step(cur, state)
+            out[:, done] = self._sample(rows, logits, noise[:, done])
+            cur = out[:, done : done + 1]
+        return out, state
+
+    def _noise(self, rows: list[int], steps: int) -> np.ndarray:
+        """float32 [rows, steps, vocab]: float32(T * g), as the host loop's NoiseStream."""
+        s = self._settings
+        keys, positions = s.seed[rows].astype(np.uint64), s.offset[rows].astype(np.uint64)
+        noise = gumbel_rows(keys, positions, len(self._vocab), steps)
+        noise *= s.temperature[rows][:, None, None]
+        return noise
 
     def _step(self, ids: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One call of the model; a single row goes beside a copy of itself (module doc)."""
-        if len(ids) == 1:
+        lone = len(ids) == 1
+        if lone:
             ids, state = np.repeat(ids, 2, axis=0), np.repeat(state, 2, axis=0)
-            logits, state = checked_run.run(
-                self._session, _OUTPUTS, {contract.INPUT_IDS: ids, contract.INPUT_STATE: state}
-            )
-            return logits[:1], state[:1]
         logits, state = checked_run.run(
             self._session, _OUTPUTS, {contract.INPUT_IDS: ids, contract.INPUT_STATE: state}
         )
-        return logits, state
+        return (logits[:1], state[:1]) if lone else (logits, state)
 
-    def _sample(self, logits: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        """Each row's next id by its own settings: one sampler call per distinct setting."""
+    def _sample(self, rows: list[int], logits: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """Each row's next id by its own settings: one sampler call per distinct setting;
+        a row whose logits are broken is noted (it ends with the message) and gets id 0."""
         groups: dict[SamplingSettings, list[int]] = {}
-        for index, row in enumerate(self._rows):
-            groups.setdefault(row.spec.settings, []).append(index)
-        if len(groups) == 1:
-            (settings,) = groups
-            return self._sample_group(logits, noise, settings, slice(None))
-        ids = np.empty(len(self._rows), dtype=np.int64)
-        for settings, indices in groups.items():
-            ids[indices] = self._sample_group(logits, noise, settings, indices)
+        for at, index in enumerate(rows):
+            groups.setdefault(self._rows[index].spec.settings, []).append(at)
+        ids = np.empty(len(rows), dtype=np.int64)
+        for settings, ats in groups.items():
+            try:
+                ids[ats] = sample_ids(logits[ats], settings, noise[ats])
+            except NonFiniteLogits:
+                for at in ats:
+                    try:
+                        ids[at] = sample_ids(logits[at], settings, noise[at])[0]
+                    except NonFiniteLogits as exc:
+                        self._broken.append((self._rows[rows[at]], str(exc)))
+                        ids[at] = 0
         return ids
-
-    def _sample_group(self, logits, noise, settings, rows) -> np.ndarray:
-        try:
-            return sample_ids(logits[rows], settings, noise[rows])
-        except NonFiniteLogits:
-            # Find the broken rows: they end with the message, the others go on.
-            picked = []
-            for index in np.arange(len(self._rows))[rows]:
-                try:
-                    picked.append(sample_ids(logits[index], settings, noise[index])[0])
-                except NonFiniteLogits as exc:
-                    self._broken.append((self._rows[index], str(exc)))
-                    picked.append(0)
-            return np.array(picked, dtype=np.int64)

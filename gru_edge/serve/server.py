@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -117,8 +119,49 @@ def build_server(config: ServeConfig, generators: dict[str, Generator]) -> Any:
         access_log=config.verbose,
         timeout_graceful_shutdown=int(config.grace) + 5,
         lifespan="on",
+        log_config=None,
     )
+    _log_to_current_streams(uvicorn)
     return Server(uv_config)
+
+
+class CurrentStream(logging.StreamHandler):
+    """A StreamHandler that writes to ``sys.stderr`` or ``sys.stdout`` as they are when a record
+    comes, not when logging was configured: a caller that swaps them (a test runner, a host
+    program) and closes its stream later gets no writes to a closed file."""
+
+    def __init__(self, name: str = "stderr"):
+        self._stream_name = name
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return getattr(sys, self._stream_name)
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _log_to_current_streams(uvicorn: Any) -> None:
+    """uvicorn's log lines as its own configuration writes them, but through CurrentStream
+    handlers added to its loggers: its own configuration (logging.config.dictConfig) would
+    close every logging handler the host process has (a test runner's, TensorFlow's)."""
+    formats = {
+        "uvicorn": (uvicorn.logging.DefaultFormatter, "%(levelprefix)s %(message)s", "stderr"),
+        "uvicorn.access": (
+            uvicorn.logging.AccessFormatter,
+            '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
+            "stdout",
+        ),
+    }
+    for name, (formatter, fmt, stream) in formats.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, CurrentStream) for h in logger.handlers):
+            handler = CurrentStream(stream)
+            handler.setFormatter(formatter(fmt, use_colors=False))
+            logger.addHandler(handler)
+        logger.propagate = False
 
 
 def serve(config: ServeConfig, log: Callable[[str], None]) -> None:
