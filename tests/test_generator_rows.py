@@ -67,9 +67,7 @@ def test_each_row_is_sampled_with_its_own_settings_and_stream(model_path):
     session = load_model(model_path, device="cpu", threads=1).session
     ids = np.array([[3], [3], [10], [0], [69]], np.int64)
     state = np.zeros((5, UNITS), np.float32)
-    generated, _, sums = call_rows(
-        session, ids, state, STEPS, ROWS, vocab_size=VOCAB, width=UNITS
-    )
+    generated, _, sums = call_rows(session, ids, state, STEPS, ROWS, vocab_size=VOCAB, width=UNITS)
     assert np.isfinite(sums).all()
     np.testing.assert_array_equal(generated, _host(session, ids, ROWS, STEPS))
     assert len({tuple(row) for row in generated}) == 5  # the rows differ from each other

@@ -14,11 +14,14 @@ import json
 import httpx
 import numpy as np
 import pytest
-from onnx_models import write_model
+from onnx_models import make_model, write_model
 from serve_fixtures import config, rows, wait_for
 from typer.testing import CliRunner
 
 from gru_edge.cli import app
+from gru_edge.exporter.generator_graph import add_generator
+from gru_edge.runtime.generator import Generator
+from gru_edge.runtime.generator_build import VERSION_1
 from gru_edge.runtime.randomness import gumbel, gumbel_rows
 from gru_edge.serve.server import serving_in_thread
 
@@ -152,6 +155,21 @@ def test_a_gru_edge_1_file_serves_the_same_text(served, gen):
         model="served_old", prompt="The ", max_tokens=100, seed=5
     )
     assert got.choices[0].text == first_of_two(gen, "The ", 100, seed=5)
+
+
+def test_a_file_whose_generator_takes_one_setting_for_all_rows_serves_the_same_text(models_dir):
+    # Exported before generator version 2: the service steps it on the host, same text.
+    model = make_model(units=16, seed=1, generator=False, metadata={"format": "gru-edge/2"})
+    add_generator(model, 70, 16, VERSION_1)
+    path = write_model(models_dir / "first_version.onnx", model)
+    old = Generator.load(path, device="cpu", threads=1)
+    assert old.model.has_generator and not old.model.takes_row_settings
+    with serving_in_thread(config(path)) as base:
+        got = client(base).completions.create(
+            model="first_version", prompt="The ", max_tokens=300, seed=8, n=3, top_p=0.9
+        )
+    texts = [c.text for c in sorted(got.choices, key=lambda c: c.index)]
+    assert texts == [first_of_two(old, "The ", 300, seed=8 + i, top_p=0.9) for i in range(3)]
 
 
 def test_models_health_and_a_drawn_seed(served, gen):
