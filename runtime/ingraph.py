@@ -15,7 +15,8 @@ same state, which raises NonFiniteLogits at the exact character, or writes the s
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -104,6 +105,31 @@ class RowSettings:
     top_p: np.ndarray  # float32; 1 = off
     seed: np.ndarray  # int64: the row's own stream (a request's seed + its choice index)
     offset: np.ndarray  # int64: characters of that stream generated before this call
+
+    @classmethod
+    def of(cls, settings: list[SamplingSettings], seeds: list[int]) -> RowSettings:
+        """Rows at the start of their streams, one per (settings, seed)."""
+        return cls(
+            np.array([s.t32 for s in settings], dtype=np.float32),
+            np.array([s.top_k or 0 for s in settings], dtype=np.int64),
+            np.array([s.top_p or 1.0 for s in settings], dtype=np.float32),
+            np.array(seeds, dtype=np.int64),
+            np.zeros(len(seeds), dtype=np.int64),
+        )
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The fields, in order."""
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def take(self, index: Any) -> RowSettings:
+        """Some rows' settings (a numpy index: a list of rows, a repeat)."""
+        return RowSettings(*(a[index] for a in self.arrays()))
+
+    def then(self, other: RowSettings) -> RowSettings:
+        """These rows, then ``other``'s."""
+        return RowSettings(
+            *(np.concatenate([a, b]) for a, b in zip(self.arrays(), other.arrays(), strict=True))
+        )
 
     def feeds(self) -> dict[str, np.ndarray]:
         """The generator's feeds for these rows."""

@@ -1,33 +1,32 @@
 """Continuous batching: one scheduler per served model generates every open request's rows
-together, one onnxruntime step for all rows per character.
+together.
 
-Rows join and leave between rounds (ROUND_STEPS steps): a new request's prime is fed on its own
-(batch 1, as `gru-edge sample` feeds it) and its rows join the next round; a finished, stopped
-or abandoned row leaves before the next. Each row carries its own seed (the request's seed + its
-choice index, as row b of `sample -n` uses), its own position in the specified random stream
-and its own settings, so its characters are drawn exactly as the host loop draws them for that
-seed. The steps run on the event loop, which serves the network between steps (measured: steps
-in a worker thread held the GIL against it, and 64 clients waited seconds for their first
-character).
+Rows join and leave between rounds (ROUND_STEPS characters): a new request's prime but its last
+id is fed on its own and its rows join the next round; a finished, stopped or abandoned row
+leaves before the next. Each row carries its own seed (the request's seed + its choice index, as
+row b of `sample -n` uses), its own position in the specified random stream and its own
+settings, so its characters are drawn exactly as `gru-edge sample` draws them for that seed.
 
-Every step runs at least two rows: a row alone is stepped beside a copy of itself. onnxruntime's
-CPU kernels give a row the same bits in any batch of two or more, but round a batch of one
+A round is one call of the file's generator with each row's settings in its ``row_*`` inputs
+(version 2 on), in a worker thread: onnxruntime lets go of the GIL, so the event loop serves
+the network meanwhile. A file whose generator takes one setting for every row (version 1, or no
+generator) is stepped through its step signature once per character and sampled on the host,
+on the event loop between steps (measured: such steps in a worker thread held the GIL against
+it, and 64 clients waited seconds for their first character).
+
+Every call runs at least two rows: a row alone goes beside a copy of itself. onnxruntime's CPU
+kernels give a row the same bits in any batch of two or more, but round a batch of one
 differently (a matrix-vector path), and state carries such a difference on until a near-tie
 flips a character. Padded, a row's text depends only on its file, prime, seed and settings,
 never on the other requests in the batch: choice i of a request seeded s is sample i + 1 of
-`gru-edge sample -n N --seed s` for any N >= 2 (see docs/serve.md for what that means for
-`sample -n 1`).
-
-The model is stepped through its gru-edge/1 signature (ids, state -> logits, state_out), which
-every gru-edge file has, old ones included; the in-graph generator is not used, because its
-seed, offset and settings are one value for every row of a call.
+`gru-edge sample -n N --seed s` for any N >= 2 (see docs/serve.md for `sample -n 1`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
@@ -45,7 +44,6 @@ ROUND_STEPS = 64  # characters per row between joins and leaves (fewer, larger H
 YIELD_S = 0.001  # the event loop gets a turn after about this much stepping
 FIRST_STEPS = 8  # a round with a row that has nothing yet is short: its first text comes soon
 _OUTPUTS = [contract.OUTPUT_LOGITS, contract.OUTPUT_STATE]
-_SETTING_TYPES = (np.float32, np.int64, np.float32, np.int64, np.int64)  # RowSettings' fields
 
 
 class QueueFull(Exception):
@@ -101,10 +99,6 @@ class Row:
             self.queue.put_nowait((self.index, text, reason))
 
 
-def _arrays(settings: RowSettings) -> tuple[np.ndarray, ...]:
-    return tuple(getattr(settings, f.name) for f in fields(settings))
-
-
 class BatchScheduler:
     """Generates the rows of one model's open requests together."""
 
@@ -127,7 +121,7 @@ class BatchScheduler:
         # Per row: the id to feed next, the state before it, its stream and its settings.
         self._cur = np.zeros((0, 1), dtype=np.int64)
         self._state = np.zeros((0, width), dtype=np.float32)
-        self._settings = RowSettings(*(np.zeros(0, t) for t in _SETTING_TYPES))
+        self._settings = RowSettings.of([], [])
         self._wake = asyncio.Event()
         self._closing = False
         self._broken: list[tuple[Row, str]] = []  # rows whose logits broke in the last round
@@ -221,7 +215,7 @@ class BatchScheduler:
             return
         self._rows = [self._rows[i] for i in keep]
         self._cur, self._state = self._cur[keep], self._state[keep]
-        self._settings = RowSettings(*(a[keep] for a in _arrays(self._settings)))
+        self._settings = self._settings.take(keep)
 
     def _join(self, joining: list[Row]) -> None:
         """Feed each joining request's prime but its last id once (batch 1) and append its
@@ -240,18 +234,9 @@ class BatchScheduler:
         cur = np.array([[row.spec.prime_ids[-1]] for row in joining], dtype=np.int64)
         self._cur = np.concatenate([self._cur, cur])
         self._state = np.concatenate([self._state, *states])
-        new = [
-            (s.settings.t32, s.settings.top_k or 0, s.settings.top_p or 1.0, s.seed, 0)
-            for s in (row.spec for row in joining)
-        ]
-        self._settings = RowSettings(
-            *(
-                np.concatenate([old, np.array(values, dtype=t)])
-                for old, values, t in zip(
-                    _arrays(self._settings), zip(*new, strict=True), _SETTING_TYPES, strict=True
-                )
-            )
-        )
+        specs = [row.spec for row in joining]
+        new = RowSettings.of([s.settings for s in specs], [s.seed for s in specs])
+        self._settings = self._settings.then(new)
 
     async def _graph_round(self, steps: int) -> np.ndarray:
         """One generator call for every row, in a worker thread (onnxruntime lets go of the
@@ -262,7 +247,7 @@ class BatchScheduler:
         lone = len(cur) == 1  # beside a copy of itself (module doc)
         if lone:
             cur, state = np.repeat(cur, 2, axis=0), np.repeat(state, 2, axis=0)
-            settings = RowSettings(*(np.repeat(a, 2) for a in _arrays(settings)))
+            settings = settings.take([0, 0])
         generated, new_state, sums = await asyncio.to_thread(
             call_rows,
             self._session,
