@@ -27,9 +27,14 @@ model (Gather GRU Squeeze MatMul Add Add ArgMax Unsqueeze); measured on it, a Lo
 step's own layout with a per-step noise Gather and logits ReduceSum (13 nodes) ran at 82,000
 chars/s, this at 96,000.
 
-Versions: a file's metadata key ``generator`` names the body it was written with; absent means
-VERSION_1 (every file written so far). A new body gets a new version here, and the old ones
-stay buildable so that older files keep verifying.
+Versions: a file's metadata key ``generator`` names the generator it was written with; absent
+means VERSION_1 (files exported before 2026-12-05). VERSION_2 adds ``row_temperature``,
+``row_top_k``, ``row_top_p``, ``row_seed`` and ``row_offset``, [rows] each, empty by default:
+fed, row b uses its own entry (a row seed is the stream key itself); empty, the scalar applies
+to every row as in VERSION_1, on the same arithmetic. New inputs rather than scalars that may
+also be vectors: the ONNX checker requires a main-graph input to state its rank, and
+onnxruntime checks a fed tensor's rank against it. Old versions stay buildable so that older
+files keep verifying.
 """
 
 from __future__ import annotations
