@@ -8,7 +8,6 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from gru_edge import cli_runtime, cli_serve, cli_training, cli_web
@@ -17,17 +16,12 @@ from gru_edge.runtime.version import __version__
 
 
 def _tidy_help(command: Any) -> None:
-    """Help screens in plain words. Typer's Rich screens would read "(needs )" for a help that
-    says "(needs [train])" (Rich takes brackets for markup), "{model}" in the usage line,
+    """Help screens in plain words. Typer's Rich screens would read "{model}" in the usage line,
     "<path>" without "..." for an argument of several files, and a descriptive default in
-    parentheses ("[default: (all)]"). Help texts are escaped; the rest is set on each parameter:
-    the attributes Typer 0.27-0.28 render from (a Typer that renames them only brings an artefact
-    back, which tests/test_cli_help.py catches)."""
-    if command.help:
-        command.help = escape(command.help)
+    parentheses ("[default: (all)]"). Set on each parameter: the attributes Typer 0.27-0.28
+    render from (a Typer that renames them only brings an artefact back, which
+    tests/test_cli_help.py catches). Help texts are escaped when help is shown (_escape_help)."""
     for param in command.params:
-        if getattr(param, "help", None):
-            param.help = escape(param.help)
         if param.param_type_name == "argument":
             if param.metavar is None:
                 param.metavar = param.name.upper()
@@ -45,12 +39,34 @@ def _several(kind: Any) -> None:
     kind.get_metavar = lambda param, ctx: (one(param=param, ctx=ctx) or f"<{kind.name}>") + "..."
 
 
+def _escape_help(command: Any) -> None:
+    """A command's help texts with Rich markup escaped, once: Rich takes brackets for markup,
+    so a help that says "(needs [train])" would read "(needs )". Done when help is shown, not
+    when the command is built: rich.markup costs `sample` ~10 ms before its first character."""
+    if getattr(command, "_help_escaped", False):
+        return
+    from rich.markup import escape
+
+    command._help_escaped = True
+    if command.help:
+        command.help = escape(command.help)
+    for param in command.params:
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
+
+
 class _TidyHelp:
     """Commands and the group: help without Typer's artefacts (see _tidy_help)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _tidy_help(self)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        # The group's help shows every command's first line too.
+        for command in [self, *getattr(self, "commands", {}).values()]:
+            _escape_help(command)
+        super().format_help(ctx, formatter)  # type: ignore[misc]
 
 
 class _Command(_TidyHelp, TyperCommand):
