@@ -4,7 +4,8 @@ onnxruntime is imported inside the command (through gru_edge.web's model check),
 and the other commands start without it.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Typer evaluates string annotations twice per
+# parameter at every start (~8 ms before `sample` writes anything; docs/benchmarks.md).
 
 import re
 import signal
