@@ -15,8 +15,7 @@ import typer
 
 from gru_edge.cli_common import call
 from gru_edge.memory import peak_rss_mb
-from gru_edge.trainer.cluster import DEFAULT_WORKER_TIMEOUT
-from gru_edge.trainer.config import TrainOptions
+from gru_edge.trainer.config import DEFAULT_WORKER_TIMEOUT, TrainOptions
 
 _TRAIN = "Training options (defaults: the original notebook's)"
 
