@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gru_edge.runtime.errors import UsageError
-from gru_edge.trainer.cluster import DEFAULT_WORKER_TIMEOUT
-from gru_edge.trainer.config import TrainOptions
+from gru_edge.trainer.config import DEFAULT_WORKER_TIMEOUT, TrainOptions
 from gru_edge.trainer.facts import RunFacts, read_facts
 
 _OPTION_TYPES = typing.get_type_hints(TrainOptions)

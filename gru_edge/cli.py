@@ -2,14 +2,13 @@
 (gru_edge.cli_training, gru_edge.cli_runtime, gru_edge.cli_web and gru_edge.cli_serve).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Typer evaluates string annotations twice per
+# parameter at every start (~8 ms before `sample` writes anything; docs/benchmarks.md).
 
-import re
 import sys
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from gru_edge import cli_runtime, cli_serve, cli_training, cli_web
@@ -18,33 +17,43 @@ from gru_edge.runtime.version import __version__
 
 
 def _tidy_help(command: Any) -> None:
-    """Help screens in plain words. Typer's Rich screens would read "(needs )" for a help that
-    says "(needs [train])" (Rich takes brackets for markup), "<bool>" beside every flag,
-    "{model}" in the usage line, "<list[Path]>" for several files, and a descriptive default in
-    parentheses ("[default: (all)]"). Help texts are escaped; the rest is set on each parameter:
-    the attributes Typer renders from (a Typer that renames them only brings an artefact back,
-    which tests/test_cli_help.py catches)."""
-    if command.help:
-        command.help = escape(command.help)
+    """Help screens in plain words. Typer's Rich screens would read "{model}" in the usage line,
+    "<path>" without "..." for an argument of several files, and a descriptive default in
+    parentheses ("[default: (all)]"). Set on each parameter: the attributes Typer 0.27-0.28
+    render from (a Typer that renames them only brings an artefact back, which
+    tests/test_cli_help.py catches). Help texts are escaped when help is shown (_escape_help)."""
     for param in command.params:
-        if getattr(param, "help", None):
-            param.help = escape(param.help)
-        if param.param_type_name == "argument" and param.metavar is None:
-            param.metavar = param.name.upper()
-        if getattr(param, "is_flag", False):
-            _no_type(param)
-        elif param.nargs != 1:
-            shown = param.display_type_rich
-            param.display_type_rich = lambda ctx=None, shown=shown: re.sub(
-                r"<list\[(\w+)\]>", lambda m: f"<{m.group(1).lower()}>...", shown(ctx=ctx)
-            )
+        if param.param_type_name == "argument":
+            if param.metavar is None:
+                param.metavar = param.name.upper()
+            if param.nargs != 1:  # an option's type reads "<path>..." already; an argument's not
+                _several(param.type)
         if isinstance(getattr(param, "show_default", None), str):
             text = param.show_default
             param._get_default_string = lambda *args, text=text, **kwargs: text
 
 
-def _no_type(param: Any) -> None:
-    param.display_type_rich = lambda ctx=None: None
+def _several(kind: Any) -> None:
+    """An argument's type (Typer makes one per parameter) shown as "<path>...": the type column
+    of an argument is the type's metavar, or its name in angle brackets."""
+    one = kind.get_metavar
+    kind.get_metavar = lambda param, ctx: (one(param=param, ctx=ctx) or f"<{kind.name}>") + "..."
+
+
+def _escape_help(command: Any) -> None:
+    """A command's help texts with Rich markup escaped, once: Rich takes brackets for markup,
+    so a help that says "(needs [train])" would read "(needs )". Done when help is shown, not
+    when the command is built: rich.markup costs `sample` ~10 ms before its first character."""
+    if getattr(command, "_help_escaped", False):
+        return
+    from rich.markup import escape
+
+    command._help_escaped = True
+    if command.help:
+        command.help = escape(command.help)
+    for param in command.params:
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
 
 
 class _TidyHelp:
@@ -54,11 +63,11 @@ class _TidyHelp:
         super().__init__(*args, **kwargs)
         _tidy_help(self)
 
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)  # type: ignore[misc]  # made when help is shown
-        if option is not None:
-            _no_type(option)
-        return option
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        # The group's help shows every command's first line too.
+        for command in [self, *getattr(self, "commands", {}).values()]:
+            _escape_help(command)
+        super().format_help(ctx, formatter)  # type: ignore[misc]
 
 
 class _Command(_TidyHelp, TyperCommand):

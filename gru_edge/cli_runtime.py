@@ -5,7 +5,8 @@ The command functions are long because Typer reads their parameters as the optio
 only builds typed options and calls one library function.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Typer evaluates string annotations twice per
+# parameter at every start (~8 ms before `sample` writes anything; docs/benchmarks.md).
 
 from pathlib import Path
 from typing import Annotated

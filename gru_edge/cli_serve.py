@@ -1,6 +1,7 @@
 """`gru-edge serve`: the OpenAI-compatible local service (gru_edge.serve; needs [serve])."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Typer evaluates string annotations twice per
+# parameter at every start (~8 ms before `sample` writes anything; docs/benchmarks.md).
 
 from pathlib import Path
 from typing import Annotated

@@ -5,7 +5,8 @@ install. The command functions are long because Typer reads their parameters as 
 each still only builds typed options and calls one library function.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Typer evaluates string annotations twice per
+# parameter at every start (~8 ms before `sample` writes anything; docs/benchmarks.md).
 
 from pathlib import Path
 from typing import Annotated
@@ -14,8 +15,7 @@ import typer
 
 from gru_edge.cli_common import call
 from gru_edge.memory import peak_rss_mb
-from gru_edge.trainer.cluster import DEFAULT_WORKER_TIMEOUT
-from gru_edge.trainer.config import TrainOptions
+from gru_edge.trainer.config import DEFAULT_WORKER_TIMEOUT, TrainOptions
 
 _TRAIN = "Training options (defaults: the original notebook's)"
 

@@ -4,11 +4,11 @@ onnxruntime is imported inside the command (through gru_edge.web's model check),
 and the other commands start without it.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Typer evaluates string annotations twice per
+# parameter at every start (~8 ms before `sample` writes anything; docs/benchmarks.md).
 
 import re
 import signal
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
@@ -20,8 +20,10 @@ _SERVE = "Serving"
 
 
 def _ort_web_version() -> str:
-    """The onnxruntime-web version the page loads from the CDN: its one pin, in app.js."""
-    app_js = (resources.files("gru_edge") / "webpage" / "app.js").read_text(encoding="utf-8")
+    """The onnxruntime-web version the page loads from the CDN: its one pin, in app.js. Read
+    at every start of the CLI (it is in --help), so from the file beside this module rather
+    than through importlib.resources, which costs ~3 ms (gru_edge.web copies the page with it)."""
+    app_js = (Path(__file__).with_name("webpage") / "app.js").read_text(encoding="utf-8")
     found = re.search(r"^const ORT_VERSION = '([^']+)';", app_js, re.MULTILINE)
     return found.group(1) if found else "pinned in app.js"
 

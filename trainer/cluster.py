@@ -26,11 +26,6 @@ import numpy as np
 from gru_edge.runtime.errors import GruEdgeError, UsageError, shown
 from gru_edge.trainer import rundir
 
-# How long a worker waits for the others: to join at the start, and in any one collective
-# operation (a step's gradient all-reduce, a broadcast). Long enough for a slow first start
-# (importing TensorFlow, reading the corpus) and a slow epoch end on the chief (saving, samples).
-DEFAULT_WORKER_TIMEOUT = 120.0
-
 
 class ClusterError(GruEdgeError):
     """A multi-worker cluster that is misconfigured, did not form, or lost a worker."""

@@ -17,6 +17,10 @@ MAX_UNITS = 4096
 MAX_SEQ_LEN = 10_000
 MAX_BATCH_SIZE = 65_536
 MAX_LAYERS = 8  # char-rnn stacks 2-3; deeper GRUs train poorly without residual links
+# How long a worker waits for the others: to join at the start, and in any one collective
+# operation (a step's gradient all-reduce, a broadcast). Long enough for a slow first start
+# (importing TensorFlow, reading the corpus) and a slow epoch end on the chief (saving, samples).
+DEFAULT_WORKER_TIMEOUT = 120.0
 
 
 @dataclass

@@ -17,7 +17,6 @@ from typing import Any
 from gru_edge.runtime.errors import TrainingInterrupted, UsageError
 from gru_edge.trainer import rundir
 from gru_edge.trainer.cluster import (
-    DEFAULT_WORKER_TIMEOUT,
     ClusterError,
     Sync,
     Worker,
@@ -29,7 +28,7 @@ from gru_edge.trainer.cluster import (
     make_strategy,
     this_worker,
 )
-from gru_edge.trainer.config import TrainConfig, TrainOptions, check_memory
+from gru_edge.trainer.config import DEFAULT_WORKER_TIMEOUT, TrainConfig, TrainOptions, check_memory
 from gru_edge.trainer.corpus import Corpus, check_length, load_corpus
 from gru_edge.trainer.curves import check_plotting
 from gru_edge.trainer.epochs import EpochRunner, Split, check_whole_batches, one_epoch_callback
