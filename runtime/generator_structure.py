@@ -14,7 +14,6 @@ graph is described by its outputs in order plus every node it holds (so nothing 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 
 from gru_edge.runtime.generator_spec import Attr, Graph, Node, Tensor
@@ -24,6 +23,10 @@ _UNIT_GEMM = {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}
 
 
 def _digest(*parts: object) -> str:
+    # Imported here: only `.ort` files are compared by digest, and hashlib (with OpenSSL) is
+    # 3.6 MB of every `gru-edge sample`'s peak RSS (measured, issue 15).
+    import hashlib
+
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 

@@ -52,7 +52,11 @@ def read_model_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
         raise too_big
     try:
         with open(path, "rb") as handle:
-            data = handle.read(max_bytes + 1)  # the file may have grown since stat()
+            # Asking read() for max_bytes + 1 would reserve that much for every file; the
+            # second read sees a file that grew since stat().
+            data = handle.read(info.st_size + 1)
+            if len(data) > info.st_size:
+                data += handle.read(max_bytes + 1 - len(data))
     except OSError as exc:
         raise ModelFileError(f"cannot read model file {path}: {exc.strerror}") from None
     if len(data) > max_bytes:
