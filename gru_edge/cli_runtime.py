@@ -141,8 +141,9 @@ def sample(
     threads: Annotated[
         int | None,
         typer.Option(
-            help="onnxruntime intra-op threads, 1 to 256 (one suits a stream and a busy device).",
-            show_default="1",
+            help="onnxruntime intra-op threads, 1 to 256; unset: 1 for a stream, the idle cores "
+            "for -n 64 or more.",
+            show_default="chosen",
             rich_help_panel=_RUNTIME,
         ),
     ] = None,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
 from gru_edge.runtime.contract import REEXPORT
 from gru_edge.runtime.errors import ModelFileError, PrimeError, UsageError
@@ -37,8 +38,10 @@ from gru_edge.runtime.ingraph import GraphEngine
 from gru_edge.runtime.loader import DEFAULT_MAX_BYTES, LoadedModel, load_model
 from gru_edge.runtime.options import UNKNOWN_POLICIES, GenerationOptions, Unknown
 from gru_edge.runtime.ortstep import OrtStep
+from gru_edge.runtime.providers import CPU
 from gru_edge.runtime.results import BatchGeneration, Generation, Prepared
 from gru_edge.runtime.text import normalize_text
+from gru_edge.runtime.threads import WIDE_BATCH, threads_for
 from gru_edge.runtime.vocabulary import Vocabulary, smallest_dtype
 
 _MAX_LISTED = 20  # unknown characters named in a PrimeError
@@ -51,6 +54,7 @@ class Generator:
 
     def __init__(self, model: LoadedModel):
         self.model = model
+        self._wide: dict[int, ort.InferenceSession] = {}  # sessions with more threads, by count
 
     @classmethod
     def load(
@@ -241,7 +245,7 @@ class Generator:
 
     def _graph_chunks(self, n: int, loop: dict[str, Any]) -> Iterator[np.ndarray]:
         engine = GraphEngine(
-            self.model.session, batch=n, vocab_size=len(self.vocab), width=self.state_width
+            self._session(n), batch=n, vocab_size=len(self.vocab), width=self.state_width
         )
         return engine.generate(loop["prime_ids"], loop["length"], loop["settings"], loop["seed"])
 
@@ -312,11 +316,24 @@ class Generator:
     def _step(self, batch: int) -> OrtStep:
         # A fresh step per call: it owns the state buffers, so two live streams never share.
         return OrtStep(
-            self.model.session,
+            self._session(batch),
             batch=batch,
             state_width=self.state_width,
             vocab_size=len(self.vocab),
         )
+
+    def _session(self, batch: int) -> ort.InferenceSession:
+        """The model's session, or, for a large batch on the CPU with no thread count asked
+        for, one with as many threads as cores are idle now (runtime.threads). Every thread
+        count computes the same bits: only the time changes."""
+        if self.model.threads is not None or self.provider != CPU or batch < WIDE_BATCH:
+            return self.model.session
+        threads = threads_for(batch)
+        if threads == 1:
+            return self.model.session
+        if threads not in self._wide:
+            self._wide[threads] = self.model.session_for_threads(threads)
+        return self._wide[threads]
 
 
 def _check_held(length: int, n: int) -> None:

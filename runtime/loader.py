@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnxruntime as ort
@@ -90,6 +90,12 @@ class LoadedModel:
     warnings: tuple[str, ...] = ()  # e.g. CUDA offered but not started under --device auto
     layers: int = 1  # stacked GRUs; state holds them side by side, layer 0 first
     has_generator: bool = False  # gru-edge/2: the file generates text itself
+    threads: int | None = None  # as asked; None = chosen per call (runtime.threads)
+    data: bytes = field(default=b"", repr=False)  # the file as read and checked
+
+    def session_for_threads(self, threads: int) -> ort.InferenceSession:
+        """Another CPU session of the same checked bytes, with ``threads`` intra-op threads."""
+        return _session(self.data, session_options(threads), [CPU])
 
     @property
     def state_width(self) -> int:
@@ -186,6 +192,8 @@ def load_model(
         outputs=outputs,
         warnings=(warning,) if warning else (),
         has_generator=has_generator,
+        threads=threads,
+        data=data,
     )
 
 
