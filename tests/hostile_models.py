@@ -198,16 +198,8 @@ def shared_subgraph_ort(levels: int = 60) -> bytes:
         builder.PrependUOffsetTRelative(graph)
         builder.PrependUOffsetTRelative(graph)
         graphs = builder.EndVector()
-        Attribute.Start(builder)
-        Attribute.AddName(builder, name)
-        Attribute.AddGraphs(builder, graphs)
-        attribute = Attribute.End(builder)
-        Node.StartAttributesVector(builder, 1)
-        builder.PrependUOffsetTRelative(attribute)
-        attributes = builder.EndVector()
-        Node.Start(builder)
-        Node.AddAttributes(builder, attributes)
-        graph = _ort_graph(builder, Graph, [Node.End(builder)])
+        node = _graphs_node(builder, Attribute, Node, graphs, name)
+        graph = _ort_graph(builder, Graph, [node])
     domain = builder.CreateString("")
     OperatorSetId.Start(builder)
     OperatorSetId.AddDomain(builder, domain)
@@ -220,11 +212,7 @@ def shared_subgraph_ort(levels: int = 60) -> bytes:
     Model.AddIrVersion(builder, 8)
     Model.AddOpsetImport(builder, opsets)
     Model.AddGraph(builder, graph)
-    model = Model.End(builder)
-    InferenceSession.Start(builder)
-    InferenceSession.AddModel(builder, model)
-    builder.Finish(InferenceSession.End(builder), file_identifier=b"ORTM")
-    return bytes(builder.Output())
+    return _finish_ort(builder, InferenceSession, Model.End(builder))
 
 
 def shared_vector_ort(graphs: int = 300, nodes: int = 300) -> bytes:
@@ -256,21 +244,34 @@ def shared_vector_ort(graphs: int = 300, nodes: int = 300) -> bytes:
     for table in reversed(tables):
         builder.PrependUOffsetTRelative(table)
     vector = builder.EndVector()
-    Attribute.Start(builder)
-    Attribute.AddGraphs(builder, vector)
-    attribute = Attribute.End(builder)
-    Node.StartAttributesVector(builder, 1)
-    builder.PrependUOffsetTRelative(attribute)
-    attributes = builder.EndVector()
-    Node.Start(builder)
-    Node.AddAttributes(builder, attributes)
-    top = _ort_graph(builder, Graph, [Node.End(builder)])
+    top = _ort_graph(builder, Graph, [_graphs_node(builder, Attribute, Node, vector)])
     Model.Start(builder)
     Model.AddGraph(builder, top)
-    model = Model.End(builder)
-    InferenceSession.Start(builder)
-    InferenceSession.AddModel(builder, model)
-    builder.Finish(InferenceSession.End(builder), file_identifier=b"ORTM")
+    return _finish_ort(builder, InferenceSession, Model.End(builder))
+
+
+def _graphs_node(
+    builder, attribute_module, node_module, graphs: int, name: int | None = None
+) -> int:
+    """A node whose one attribute lists the graphs of the finished vector ``graphs``."""
+    attribute_module.Start(builder)
+    if name is not None:
+        attribute_module.AddName(builder, name)
+    attribute_module.AddGraphs(builder, graphs)
+    attribute = attribute_module.End(builder)
+    node_module.StartAttributesVector(builder, 1)
+    builder.PrependUOffsetTRelative(attribute)
+    attributes = builder.EndVector()
+    node_module.Start(builder)
+    node_module.AddAttributes(builder, attributes)
+    return node_module.End(builder)
+
+
+def _finish_ort(builder, session_module, model: int) -> bytes:
+    """The ORT-format file of a finished Model table."""
+    session_module.Start(builder)
+    session_module.AddModel(builder, model)
+    builder.Finish(session_module.End(builder), file_identifier=b"ORTM")
     return bytes(builder.Output())
 
 
