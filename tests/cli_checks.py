@@ -1,4 +1,4 @@
-"""The check every bad-input test makes of a CLI result."""
+"""The checks every bad-input test makes: of a CLI result, and of a file the loader refuses."""
 
 from __future__ import annotations
 
@@ -12,3 +12,19 @@ def assert_one_line_error(result, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
+
+
+def assert_load_refused(path, *needles: str) -> str:
+    """runtime.loader refuses ``path`` with one line naming the file and holding every needle."""
+    import pytest
+
+    from gru_edge.runtime.errors import ModelFileError
+    from gru_edge.runtime.loader import load_model
+
+    with pytest.raises(ModelFileError) as info:
+        load_model(path, device="cpu")
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message, message
+    for needle in needles:
+        assert needle in message, (needle, message)
+    return message

@@ -9,24 +9,15 @@ import re
 
 import onnxruntime as ort
 import pytest
+from cli_checks import assert_load_refused
 from hostile_models import EXTERNAL_FILE, PLACES, with_raw_metadata, write_external_in
 from onnx import helper
 from onnx_models import DEFAULT_VOCAB, make_model, write_model
 
 from gru_edge.runtime import loader
-from gru_edge.runtime.errors import ModelFileError, onnxruntime_message
+from gru_edge.runtime.errors import onnxruntime_message
 from gru_edge.runtime.loader import load_model
 from gru_edge.runtime.onnx_proto import inspect_model
-
-
-def _refused(path, *fragments: str) -> str:
-    with pytest.raises(ModelFileError) as info:
-        load_model(path, device="cpu")
-    message = str(info.value)
-    assert "\n" not in message and str(path) in message, message
-    for fragment in fragments:
-        assert fragment in message, (fragment, message)
-    return message
 
 
 @pytest.mark.parametrize("where", list(PLACES))
@@ -36,7 +27,7 @@ def test_external_data_is_refused_wherever_the_tensor_lives(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     assert (tmp_path / EXTERNAL_FILE).stat().st_size == 70 * 4
     assert name in inspect_model(path.read_bytes()).external_tensors
-    _refused(path, "stores tensors as external data", name)
+    assert_load_refused(path, "stores tensors as external data", name)
 
 
 def test_external_tensor_names_are_quoted_and_cut(tmp_path, monkeypatch):
@@ -45,7 +36,7 @@ def test_external_tensor_names_are_quoted_and_cut(tmp_path, monkeypatch):
     data = path.read_bytes().replace(b"graph_initializer", b"graph\ninitialize\x1b")
     path.write_bytes(data)
     monkeypatch.chdir(tmp_path)
-    _refused(path, "external data ('graph\\ninitialize\\x1b')")
+    assert_load_refused(path, "external data ('graph\\ninitialize\\x1b')")
 
 
 # --- metadata, read from the protobuf ----------------------------------------------------------
@@ -69,7 +60,7 @@ def _with_metadata(tmp_path, key: bytes, value: bytes):
     ids=["repeated units", "repeated vocabulary", "key not UTF-8", "value not UTF-8", "surrogate"],
 )
 def test_metadata_onnxruntime_would_hide_or_choke_on_is_refused(tmp_path, key, value, fragments):
-    _refused(_with_metadata(tmp_path, key, value), *fragments, "re-export")
+    assert_load_refused(_with_metadata(tmp_path, key, value), *fragments, "re-export")
 
 
 def test_metadata_is_read_in_file_order_as_onnxruntime_shows_it(small_model):
@@ -112,7 +103,7 @@ def _vocab_json(entry: str) -> str:
 )
 def test_vocabularies_that_are_not_text_are_refused(tmp_path, raw, fragment):
     path = write_model(tmp_path / "v.onnx", units=8, metadata={"vocabulary": raw})
-    message = _refused(path, fragment)
+    message = assert_load_refused(path, fragment)
     assert len(message) < 400
 
 
@@ -150,7 +141,9 @@ _OPSET_RANGE = re.compile(r"this onnxruntime \(([\d.]+)\) runs opsets 7 to (\d+)
     ],
 )
 def test_opsets_onnxruntime_cannot_run_are_refused_with_the_whole_range(tmp_path, kwargs, uses):
-    message = _refused(_model_with(tmp_path, **kwargs), uses, "--opset N, with N in that range")
+    message = assert_load_refused(
+        _model_with(tmp_path, **kwargs), uses, "--opset N, with N in that range"
+    )
     version, newest = _OPSET_RANGE.search(message).groups()
     assert version == ort.__version__
     # onnxruntime's own refusal of opset 99 names the same newest opset as gru-edge's range.
@@ -163,7 +156,7 @@ def test_opsets_onnxruntime_cannot_run_are_refused_with_the_whole_range(tmp_path
 
 
 def test_ir_versions_onnxruntime_cannot_read_are_refused_with_the_range(tmp_path):
-    message = _refused(_model_with(tmp_path, ir=99), "has ONNX IR version 99")
+    message = assert_load_refused(_model_with(tmp_path, ir=99), "has ONNX IR version 99")
     assert re.search(r"reads IR versions up to \d+; re-export it", message), message
     assert "..." not in message
 
@@ -220,6 +213,6 @@ def test_a_session_that_fails_to_initialize_prints_only_the_error(
     gru = next(n for n in model.graph.node if n.op_type == "GRU")
     gru.attribute.append(helper.make_attribute("direction", "sideways"))
     path = write_model(tmp_path / "sideways.onnx", model)
-    message = _refused(path, "Invalid 'direction' argument of 'sideways'")
+    message = assert_load_refused(path, "Invalid 'direction' argument of 'sideways'")
     assert "onnxruntime_src" not in message
     assert capfd.readouterr().err == ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from cli_checks import assert_one_line_error
+from cli_checks import assert_load_refused, assert_one_line_error
 from onnx_models import make_model, write_model
 from tampered_models import (
     EDITS,
@@ -41,21 +41,11 @@ runner = CliRunner()
 EDITED = "its generator is not the one gru-edge writes for its step"
 
 
-def _refused(path, *needles: str) -> str:
-    with pytest.raises(ModelFileError) as info:
-        load_model(path, device="cpu")
-    message = str(info.value)
-    assert "\n" not in message and str(path) in message, message
-    for needle in needles:
-        assert needle in message, (needle, message)
-    return message
-
-
 @pytest.mark.parametrize("name", sorted(EDITS))
 def test_every_edit_is_refused_in_one_line_naming_what_differs(tmp_path, name):
     edit, needle = EDITS[name]
     path = write_model(tmp_path / "edited.onnx", tampered(edit))
-    _refused(path, needle)
+    assert_load_refused(path, needle)
 
 
 @pytest.mark.parametrize("name", sorted(n for n in EDITS if "step" not in n and "name" not in n))
@@ -96,7 +86,7 @@ def test_every_command_refuses_an_edited_generator(edited_file, tmp_path, args):
 
 def test_an_unknown_generator_version_is_refused(tmp_path):
     path = write_model(tmp_path / "v3.onnx", make_model(units=8, metadata={"generator": "3"}))
-    _refused(path, "generator version '3'", "upgrade gru-edge")
+    assert_load_refused(path, "generator version '3'", "upgrade gru-edge")
 
 
 # --- genuine files of every kind load ---------------------------------------------------------
@@ -146,7 +136,7 @@ def test_ort_files_as_export_writes_them_load_and_an_edited_one_is_refused(tmp_p
     assert data.count(golden) == 1
     edited = tmp_path / "edited.ort"
     edited.write_bytes(data.replace(golden, np.array(GOLDEN ^ 1, dtype="<u8").tobytes()))
-    _refused(edited, EDITED, "what output 'generated' is computed from")
+    assert_load_refused(edited, EDITED, "what output 'generated' is computed from")
 
 
 def _ops(graph) -> set[str]:
@@ -215,7 +205,9 @@ def test_a_step_only_file_gets_the_steps_limits_too(tmp_path):
     model = make_model(units=8, seed=3, generator=False)
     allocating_step(model)
     path = write_model(tmp_path / "old.onnx", model)
-    _refused(path, "step node 'alloc' is a 'ConstantOfShape', which no gru-edge step holds")
+    assert_load_refused(
+        path, "step node 'alloc' is a 'ConstantOfShape', which no gru-edge step holds"
+    )
     assert not load_model(write_model(tmp_path / "ok.onnx", generator=False, units=8)).has_generator
 
 
