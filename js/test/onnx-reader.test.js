@@ -6,26 +6,13 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const R = require('../onnx-reader.js');
 
-const utf8 = (s) => new TextEncoder().encode(s);
-function varint(n) {
-  const out = [];
-  do {
-    let byte = n % 128;
-    n = Math.floor(n / 128);
-    if (n) byte |= 0x80;
-    out.push(byte);
-  } while (n);
-  return out;
-}
-const bytes = (...parts) => Uint8Array.from(parts.flatMap((p) => Array.from(p)));
-const field = (num, payload) => bytes(varint((num << 3) | 2), varint(payload.length), payload);
+const { utf8, varint, bytes, field, metadata } = require('../test-support/protobuf.js');
 const number = (num, value) => bytes(varint(num << 3), varint(value));
 // a TensorProto: its name, and its data_location EXTERNAL or four raw bytes
 const tensor = (name, external = false) =>
   bytes(field(8, utf8(name)), external ? number(14, 1) : field(9, bytes([0, 0, 128, 63])));
 const graph = (...parts) => bytes(...parts);
 const model = (graphBytes, ...rest) => bytes(number(1, 8), field(7, graphBytes), field(8, bytes(field(1, utf8('')), number(2, 18))), ...rest);
-const metadata = (key, value) => field(14, bytes(field(1, utf8(key)), field(2, utf8(value))));
 
 test('metadata entries, opset and IR version are read as stored', () => {
   const facts = R.inspectModel(model(graph(), metadata('a', 'é'), metadata('a', '2')));

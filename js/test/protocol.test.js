@@ -6,20 +6,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const P = require('..');
 
-const utf8 = (s) => new TextEncoder().encode(s);
-function varint(n) {
-  const out = [];
-  do {
-    let byte = n % 128;
-    n = Math.floor(n / 128);
-    if (n) byte |= 0x80;
-    out.push(byte);
-  } while (n);
-  return out;
-}
-const bytes = (...parts) => Uint8Array.from(parts.flatMap((p) => Array.from(p)));
-const field = (num, payload) => bytes(varint((num << 3) | 2), varint(payload.length), payload);
-const metadata = (key, value) => field(14, bytes(field(1, utf8(key)), field(2, utf8(value))));
+const { utf8, varint, bytes, field, metadata } = require('../test-support/protobuf.js');
 const input = (name) => field(11, field(1, utf8(name)));
 const fileWith = (...meta) => bytes(field(7, bytes(input('ids'))), ...meta);
 const refusal = (data) => {
