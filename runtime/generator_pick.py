@@ -70,13 +70,7 @@ def row_settings(b: Builder) -> dict[str, str]:
     empty) and from the scalar otherwise. ``seed`` is already the stream's uint64 key: a row
     seed as it is, a scalar seed s plus the row's index b, as in version 1."""
     i64 = np.int64
-    shape = b.op("Shape", [contract.INPUT_IDS])
-    batch = b.op("Slice", [shape, b.const([0], i64), b.const([1], i64)])  # [1]
-    rows = b.op("Range", [b.const(0, i64), b.op("Squeeze", [batch]), b.const(1, i64)])
-    scalar_keys = b.op(
-        "Add",
-        [b.op("Cast", [rows], to=UINT64), b.op("Cast", [contract.INPUT_SEED], to=UINT64)],
-    )
+    batch, scalar_keys = _batch_and_keys(b)
     settings = {}
     for row_name, name in contract.ROW_INPUTS.items():
         row, every = row_name, b.op("Expand", [name, batch])
@@ -86,6 +80,17 @@ def row_settings(b: Builder) -> dict[str, str]:
         both = b.op("Concat", [row, every], axis=0)
         settings[name] = b.op("Slice", [both, b.const([0], i64), batch])
     return settings
+
+
+def _batch_and_keys(b: Builder) -> tuple[str, str]:
+    """The batch size as int64 [1], and each row's stream key for the scalar seed s: s + b,
+    uint64 [batch] (version 1's node order, which its files were written with)."""
+    i64 = np.int64
+    shape = b.op("Shape", [contract.INPUT_IDS])
+    batch = b.op("Slice", [shape, b.const([0], i64), b.const([1], i64)])
+    count = b.op("Squeeze", [batch])
+    rows = b.op("Cast", [b.op("Range", [b.const(0, i64), count, b.const(1, i64)])], to=UINT64)
+    return batch, b.op("Add", [rows, b.op("Cast", [contract.INPUT_SEED], to=UINT64)])
 
 
 def noise(b: Builder, vocab: int, rows: dict[str, str] | None = None) -> str:
@@ -114,10 +119,7 @@ def noise(b: Builder, vocab: int, rows: dict[str, str] | None = None) -> str:
         keys = rows[contract.INPUT_SEED]
     else:
         spread = b.op("Unsqueeze", [spread, b.const([1], i64)])  # [steps, 1, H]
-        shape = b.op("Shape", [contract.INPUT_IDS])
-        batch = b.op("Squeeze", [b.op("Slice", [shape, b.const([0], i64), b.const([1], i64)])])
-        rows_ = b.op("Cast", [b.op("Range", [b.const(0, i64), batch, b.const(1, i64)])], to=UINT64)
-        keys = b.op("Add", [rows_, b.op("Cast", [contract.INPUT_SEED], to=UINT64)])
+        keys = _batch_and_keys(b)[1]
     keys = b.op("Unsqueeze", [keys, b.const([0, 2], i64)])  # [1, batch, 1]
     z = b.op("Add", [spread, keys])  # [steps, batch, H]
     for shift, mul in ((30, MIX1), (27, MIX2), (31, None)):

@@ -12,7 +12,7 @@ from onnx_models import make_model
 
 from gru_edge.exporter.generator_graph import add_generator
 from gru_edge.exporter.precision import store_float16
-from gru_edge.runtime.generator_build import META_GENERATOR, VERSION_1
+from gru_edge.runtime.generator_build import META_GENERATOR, VERSION_1, VERSION_2
 
 # SHA-256 of the serialized models built by the pre-split exporter/generator_graph.py (main at
 # dbd26bc) for the same steps: one-layer (GRU layout kept in the Scan body), a vocabulary that
@@ -23,6 +23,14 @@ EXPECTED = {
     "v7": "bb67f4f545b76c6c757e8feb3c2b3a1fd25e1013074bc278425134cf19136508",
     "fp16": "51529b3c3474b93c849851a24b3e89dacbb1b2a3e562320436ca3c6b0d198fa0",
     "nolayout": "b99395d344e196a3781c290976836b39a35a30da5e79d4befac102f53e16691a",
+}
+
+# The same for version 2 (settings per row), as exports from 2026-12-05 on write it.
+EXPECTED_V2 = {
+    "plain": "532a8d7c747b8bb7da4a9f8ab36bcddd11e1c9a7acde5994f41a1dbb676023b3",
+    "v7": "85adca3369193479b3f62ef1ca4a98af17457e7f938bdda95abea63d49c80328",
+    "fp16": "bd88835c8b7ccdf15d365cf1a00c7c823156ae4d78403f0ab320b21cce2f8d7b",
+    "nolayout": "b427d22a0412b18b7fdf36a2ca523f3f528af68fd592a7792ccd8289dab0b4a0",
 }
 
 
@@ -47,6 +55,7 @@ def _built(case: str, version: str = VERSION_1) -> bytes:
 @pytest.mark.parametrize("case", sorted(EXPECTED))
 def test_the_generator_is_byte_for_byte_the_one_files_were_written_with(case):
     assert hashlib.sha256(_built(case)).hexdigest() == EXPECTED[case]
+    assert hashlib.sha256(_built(case, VERSION_2)).hexdigest() == EXPECTED_V2[case]
 
 
 def test_a_step_that_already_holds_subgraphs_is_refused():
