@@ -33,8 +33,11 @@ means VERSION_1 (files exported before 2026-12-05). VERSION_2 adds ``row_tempera
 fed, row b uses its own entry (a row seed is the stream key itself); empty, the scalar applies
 to every row as in VERSION_1, on the same arithmetic. New inputs rather than scalars that may
 also be vectors: the ONNX checker requires a main-graph input to state its rank, and
-onnxruntime checks a fed tensor's rank against it. Old versions stay buildable so that older
-files keep verifying.
+onnxruntime checks a fed tensor's rank against it. VERSION_3 (exports from 2026-12-05 evening
+on) is VERSION_2 with the same noise values from cheaper nodes: the table from a float64 Range,
+16-bit parts by Cast instead of a broadcast shift and mask (generator_pick.noise); batch 256 ~7%
+faster, a session ~1.7 ms quicker to open and ~3 MB smaller at its peak. Old versions stay
+buildable so that older files keep verifying.
 """
 
 from __future__ import annotations
@@ -61,8 +64,9 @@ MIN_OPSET = 18  # BitwiseXor (the random stream's SplitMix64)
 META_GENERATOR = "generator"  # metadata key naming the body's version; absent = VERSION_1
 VERSION_1 = "1"
 VERSION_2 = "2"  # seed, offset, temperature, top_k and top_p per row: a scalar or [batch]
-VERSIONS = (VERSION_1, VERSION_2)
-LATEST = VERSION_2
+VERSION_3 = "3"  # version 2, the same values from cheaper noise nodes (generator_pick.noise)
+VERSIONS = (VERSION_1, VERSION_2, VERSION_3)
+LATEST = VERSION_3
 
 # (name, element type, default)
 GENERATOR_INPUTS = (
@@ -114,7 +118,7 @@ def build_generator(
     top = Builder(PREFIX)
     has_steps = top.op("Greater", [contract.INPUT_STEPS, top.const(0, np.int64)])
     outputs = [contract.OUTPUT_GENERATED, contract.OUTPUT_GEN_STATE, contract.OUTPUT_LOGIT_SUMS]
-    run = _run_branch(_per_step(step), vocab_size, per_row)
+    run = _run_branch(_per_step(step), vocab_size, per_row, lean=version == VERSION_3)
     top.add("If", [has_steps], outputs, PREFIX + "If_steps", then_branch=run, else_branch=_none())
     return Generator(
         inputs=inputs,
@@ -163,7 +167,7 @@ def _none() -> Graph:
     return b.graph("gen_none", [], outs)
 
 
-def _run_branch(step_nodes: list[Node], vocab: int, per_row: bool) -> Graph:
+def _run_branch(step_nodes: list[Node], vocab: int, per_row: bool, lean: bool) -> Graph:
     """steps > 0: choose the body, run it, lay its scan outputs out as [batch, steps]."""
     b = Builder(PREFIX + "r/")
     temperature, rows = contract.INPUT_TEMPERATURE, None
@@ -172,7 +176,7 @@ def _run_branch(step_nodes: list[Node], vocab: int, per_row: bool) -> Graph:
         temperature = b.op("ReduceMax", [rows[temperature]], keepdims=0)
     greedy = b.op("Equal", [temperature, b.const(0.0, np.float32)])
     outs = [b.name("ids_scan"), b.name("state"), b.name("sums_scan")]
-    sample = _sample_branch(step_nodes, vocab, rows)
+    sample = _sample_branch(step_nodes, vocab, rows, lean)
     greedy_graph = _chars_graph(step_nodes, vocab, "greedy", None)
     b.add("If", [greedy], outs, b.name("If_greedy"), then_branch=greedy_graph, else_branch=sample)
     ids_scan, state, sums_scan = outs
@@ -183,10 +187,12 @@ def _run_branch(step_nodes: list[Node], vocab: int, per_row: bool) -> Graph:
     return b.graph("gen_run", [], _identities(b, (generated, state, sums), names))
 
 
-def _sample_branch(step_nodes: list[Node], vocab: int, rows: dict[str, str] | None) -> Graph:
+def _sample_branch(
+    step_nodes: list[Node], vocab: int, rows: dict[str, str] | None, lean: bool
+) -> Graph:
     """temperature > 0: the chunk's noise once, then the plain or the filtered body."""
     b = Builder(PREFIX + "s/")
-    gumbel = noise(b, vocab, rows)
+    gumbel = noise(b, vocab, rows, lean)
     if rows is not None:
         filtering, filters = row_filters(b, vocab, rows)
     else:

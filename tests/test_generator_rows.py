@@ -11,7 +11,7 @@ from onnx_models import make_model, write_model
 from gru_edge.exporter.generator_graph import add_generator
 from gru_edge.runtime import contract
 from gru_edge.runtime.generator import Generator
-from gru_edge.runtime.generator_build import VERSION_1
+from gru_edge.runtime.generator_build import VERSIONS
 from gru_edge.runtime.ingraph import RowSettings, call, call_rows
 from gru_edge.runtime.loader import load_model
 from gru_edge.runtime.ortstep import OrtStep
@@ -128,20 +128,22 @@ def test_every_row_greedy_takes_the_greedy_body(model_path):
     [{}, {"temperature": 0.0}, {"temperature": 0.6, "top_k": 4}, {"top_p": 0.7, "seed": 9}],
     ids=["default", "greedy", "top-k", "top-p"],
 )
-def test_a_first_version_file_writes_what_the_second_writes_with_scalars(tmp_path, settings):
-    old = make_model(units=UNITS, seed=5, scale=1.0, generator=False)
-    add_generator(old, VOCAB, UNITS, VERSION_1)
-    for p in old.metadata_props:
-        if p.key == "format":
-            p.value = "gru-edge/2"
-    old_path = write_model(tmp_path / "v1.onnx", old)
-    new_path = write_model(tmp_path / "v2.onnx", units=UNITS, seed=5, scale=1.0)
+def test_every_generator_version_writes_the_same_text(tmp_path, settings):
+    paths = []
+    for version in VERSIONS:
+        model = make_model(units=UNITS, seed=5, scale=1.0, generator=False)
+        add_generator(model, VOCAB, UNITS, version)
+        for p in model.metadata_props:
+            if p.key == "format":
+                p.value = "gru-edge/2"
+        paths.append(write_model(tmp_path / f"v{version}.onnx", model))
     texts = {
         (path.name, engine): Generator.load(path, device="cpu", threads=1).generate(
             "ab", 200, engine=engine, **{"seed": 1, **settings}
         )
-        for path in (old_path, new_path)
+        for path in paths
         for engine in ("graph", "host")
     }
-    assert len(set(texts.values())) == 1, texts
-    assert load_model(old_path).session.get_inputs() != load_model(new_path).session.get_inputs()
+    assert len(texts) == 2 * len(VERSIONS) and len(set(texts.values())) == 1, texts
+    first, *later = (load_model(path).session.get_inputs() for path in paths)
+    assert all(first != inputs for inputs in later)  # version 1 has no row inputs

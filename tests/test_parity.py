@@ -166,7 +166,7 @@ def test_graph_signature_is_the_contract(exported_model, trained_run):
     ]
     rows = [t for t in model.graph.initializer if t.name.startswith("row_")]
     assert len(rows) == 5 and all(list(t.dims) == [0] for t in rows)  # empty: the scalars
-    assert {p.key: p.value for p in model.metadata_props}["generator"] == "2"
+    assert {p.key: p.value for p in model.metadata_props}["generator"] == "3"
 
 
 @pytest.mark.parametrize(

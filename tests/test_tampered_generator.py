@@ -85,8 +85,8 @@ def test_every_command_refuses_an_edited_generator(edited_file, tmp_path, args):
 
 
 def test_an_unknown_generator_version_is_refused(tmp_path):
-    path = write_model(tmp_path / "v3.onnx", make_model(units=8, metadata={"generator": "3"}))
-    assert_load_refused(path, "generator version '3'", "upgrade gru-edge")
+    path = write_model(tmp_path / "v9.onnx", make_model(units=8, metadata={"generator": "9"}))
+    assert_load_refused(path, "generator version '9'", "upgrade gru-edge")
 
 
 # --- genuine files of every kind load ---------------------------------------------------------
