@@ -1,17 +1,18 @@
 """The gru-edge command line: the Typer app, its one-line errors, --version, and its commands
-(gru_edge.cli_training, gru_edge.cli_runtime, gru_edge.cli_web and gru_edge.cli_serve).
+(gru_edge.cli_training, gru_edge.cli_runtime, gru_edge.cli_web and gru_edge.cli_serve), each
+module imported when one of its commands runs or the commands are listed.
 """
 
 # No `from __future__ import annotations` here: Typer evaluates string annotations twice per
 # parameter at every start (~8 ms before `sample` writes anything; docs/benchmarks.md).
 
+import importlib
 import sys
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from gru_edge import cli_runtime, cli_serve, cli_training, cli_web
 from gru_edge.cli_common import error
 from gru_edge.runtime.version import __version__
 
@@ -83,9 +84,40 @@ class _Command(_TidyHelp, TyperCommand):
         return pieces
 
 
+# Each command and the module that defines it, in the order `--help` lists them. A module is
+# imported only when one of its commands runs or the commands are listed: `sample` starts
+# without the training, web and serve modules and their Typer commands (~9 ms before its first
+# character; docs/benchmarks.md).
+COMMANDS = {
+    "train": "gru_edge.cli_training",
+    "export": "gru_edge.cli_training",
+    "sample": "gru_edge.cli_runtime",
+    "info": "gru_edge.cli_runtime",
+    "bench": "gru_edge.cli_runtime",
+    "web": "gru_edge.cli_web",
+    "serve": "gru_edge.cli_serve",
+}
+
+
 class _OneLineErrors(_TidyHelp, TyperGroup):
     """Values the option parser rejects (`--units abc`, a missing argument) get the same
-    one-line `Error: ...` as the library's errors, instead of a usage box."""
+    one-line `Error: ...` as the library's errors, instead of a usage box. Its commands are
+    built when first asked for (COMMANDS)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            one = _App(add_completion=False, pretty_exceptions_enable=False)
+            one.command()(getattr(importlib.import_module(COMMANDS[cmd_name]), cmd_name))
+            self.add_command(typer.main.get_command(one), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for name in self.list_commands(ctx):  # all built, so that their help is escaped too
+            self.get_command(ctx, name)
+        super().format_help(ctx, formatter)
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         if not standalone_mode:
@@ -96,8 +128,11 @@ class _OneLineErrors(_TidyHelp, TyperGroup):
             typer.echo("Interrupted.", err=True)
             sys.exit(130)
         except typer.TyperException as exc:
-            if type(exc).__name__ == "NoArgsIsHelpError":
-                return super().main(*args, **kwargs)  # bare `gru-edge`: the help, as usual
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `gru-edge`: the help, once
+                shown = exc.format_message().strip()  # empty where Rich printed it already
+                if shown:
+                    typer.echo(shown)
+                sys.exit(exc.exit_code)
             ctx = getattr(exc, "ctx", None)
             hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
             message = getattr(exc, "format_message", exc.__str__)().strip().rstrip(".")
@@ -140,13 +175,3 @@ def _main(
     ] = False,
 ) -> None:
     """Train a character-level GRU, export it to ONNX, and sample it anywhere."""
-
-
-# Registered here, in the order `--help` lists them.
-app.command()(cli_training.train)
-app.command()(cli_training.export)
-app.command()(cli_runtime.sample)
-app.command()(cli_runtime.info)
-app.command()(cli_runtime.bench)
-app.command()(cli_web.web)
-app.command()(cli_serve.serve)

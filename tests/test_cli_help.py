@@ -7,13 +7,13 @@ from __future__ import annotations
 import re
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
+from gru_edge.cli import COMMANDS as REGISTERED
 from gru_edge.cli import app
 
 runner = CliRunner()
-COMMANDS = sorted(typer.main.get_command(app).commands)  # every command, new ones included
+COMMANDS = sorted(REGISTERED)  # every command, new ones included
 EXPORT = "gru-edge export RUN_DIR --out model.onnx"
 
 
@@ -123,3 +123,9 @@ def test_another_directory_is_still_just_a_directory(tmp_path):
     result = runner.invoke(app, ["sample", str(tmp_path)])
     assert result.exit_code == 1
     assert result.stderr == f"Error: {tmp_path} is a directory; pass the .onnx file inside it\n"
+
+
+def test_bare_gru_edge_shows_the_help_once():
+    result = runner.invoke(app, [], prog_name="gru-edge")
+    assert result.exit_code == 2
+    assert result.stdout.count("Usage: gru-edge") == 1 and "sample" in result.stdout

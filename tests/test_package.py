@@ -142,3 +142,19 @@ def test_the_development_page_layout_names_every_module():
     }
     assert sorted(modules - listed) == []
     assert sorted(m for m in listed if m.endswith(".py") and m not in modules) == []
+
+
+def test_a_command_loads_only_its_own_command_module(tmp_path, small_model):
+    code = (
+        "import sys\n"
+        "from gru_edge.cli import app\n"
+        f"sys.argv = ['gru-edge', 'sample', {str(small_model)!r}, '--length', '3', '--seed', '1']\n"
+        "try:\n"
+        "    app()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in sys.modules if m.startswith('gru_edge.cli_')))\n"
+    )
+    done = _python(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "['gru_edge.cli_common', 'gru_edge.cli_runtime']"
