@@ -182,6 +182,9 @@ def _env(threads: int) -> dict[str, str]:
 RECIPE_LABEL = "in-graph, README recipe loop, interleaved with the peers"
 NUMPY_LABEL = "numpy float32 GRU loop"
 LITERT_LABEL = "LiteRT (ai-edge-litert, unrolled twin)"
+# Not a contender: the float32 matrix products of a step alone (numpy), no gates, noise or pick:
+# the most chars/s any float32 runtime reaches on this machine and thread count.
+CEILING_LABEL = "ceiling: a step's float32 matrix products alone (numpy)"
 BATCHES = [1, 64, 256]
 
 
@@ -217,6 +220,7 @@ def peer_section(
     contenders = [("onnx", RECIPE_LABEL, model_path), ("numpy", NUMPY_LABEL, files.npz)]
     if files.tflite is not None:
         contenders.append(("litert", LITERT_LABEL, files.tflite))
+    contenders.append(("gemm", CEILING_LABEL, files.npz))
     # Rounds interleaved: each round runs every contender once, in its own warmed-up process,
     # so a change in the machine's other work hits them alike; medians over the rounds.
     rates: dict[str, dict[int, list[float]]] = {}
@@ -238,6 +242,8 @@ def peer_section(
         for b in BATCHES
     ]
     for kind, label, model in contenders[1:]:
+        if kind == "gemm":
+            continue  # no text, no start-up: a rate only
         command = worker_command(kind, model, vocab_path, threads, "first", FIRST_CHARS)
         processes.append(measure_process(label, command, repeats))
     return rows, processes, notes

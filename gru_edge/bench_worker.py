@@ -4,7 +4,8 @@
     python bench_worker.py KIND MODEL RANDOMNESS_PY VOCAB_JSON THREADS rate CHARS REPEATS B...
 
 KIND is ``litert`` (a one-step .tflite twin), ``numpy`` (an .npz of the Keras weights, a
-float32 GRU loop) or ``onnx`` (the README's plain onnxruntime recipe on the file's generator).
+float32 GRU loop), ``onnx`` (the README's plain onnxruntime recipe on the file's generator) or
+``gemm`` (``rate`` only: the ceiling, the .npz's matrix products of a step and nothing else).
 ``first`` writes CHARS characters of one stream to stdout as they come (the parent times the
 first byte and reads the peak RSS of the whole process); ``rate`` prints one JSON object,
 batch -> chars/s (median of REPEATS, after a warm-up). Every contender samples with the
@@ -100,6 +101,22 @@ class _NumpyGru:
         return x @ self.dense + self.dense_bias, np.concatenate(out, axis=1)
 
 
+def _products_seconds(path: str, batch: int, steps: int) -> float:
+    """Seconds for ``steps`` steps of only the float32 matrix products a character needs (each
+    layer's recurrent one, the input one of every layer after the first, the logits'), batch
+    rows at a time: what any runtime that computes the model in float32 must at least do."""
+    weights = _NumpyGru(path)
+    mats = [*weights.recurrents, *weights.kernels[1:], weights.dense]
+    mats = [np.ascontiguousarray(m, dtype=np.float32) for m in mats]
+    h = np.random.default_rng(0).standard_normal((batch, weights.units)).astype(np.float32)
+    outs = [np.empty((batch, m.shape[1]), dtype=np.float32) for m in mats]
+    started = time.perf_counter()
+    for _ in range(steps):
+        for mat, out in zip(mats, outs, strict=True):
+            np.matmul(h, mat, out=out)
+    return time.perf_counter() - started
+
+
 def _step_ids(step, rnd, vocab, batch, chars):
     """Yield [batch] id arrays, ``chars`` of them, from a newline prime."""
     noise = rnd.NoiseStream(1, batch, len(vocab), np.float32(1.0))
@@ -166,6 +183,11 @@ def main(argv: list[str]) -> None:
     rates = {}
     for batch in (int(b) for b in argv[8:]):
         steps = max(1, n // batch)
+        if kind == "gemm":
+            _products_seconds(model, batch, min(steps, 50))  # warm-up
+            seconds = [_products_seconds(model, batch, steps) for _ in range(repeats)]
+            rates[batch] = steps * batch / statistics.median(seconds)
+            continue
         generate = _generator(kind, model, rnd, vocab, batch, threads_n)
         for _ in generate(min(steps, 50)):
             pass  # warm-up
