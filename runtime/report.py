@@ -66,7 +66,7 @@ def format_info(info: dict[str, Any], width: int = 100) -> str:
             "generator",
             "in the file (gru-edge/2): `sample` runs it, many characters per call"
             + (
-                "; settings per row (version 2): `serve` batches with it"
+                "; settings per row (version 2 on): `serve` batches with it"
                 if info["metadata"].get("generator", "1") != "1"
                 else ""
             )
