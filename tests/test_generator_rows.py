@@ -1,13 +1,15 @@
-"""Generator version 2: every setting per row (the ``row_*`` inputs), as a batching server
-feeds them; a scalar still means every row, and files of version 1 still load and write what
-they wrote."""
+"""Generator version 2 on: every setting per row (the ``row_*`` inputs), as a batching server
+feeds them; a scalar still means every row, and files of every version load and write the same
+text (version 3 computes version 2's values by cheaper nodes)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from onnx_models import make_model, write_model
+from typer.testing import CliRunner
 
+from gru_edge.cli import app
 from gru_edge.exporter.generator_graph import add_generator
 from gru_edge.runtime import contract
 from gru_edge.runtime.generator import Generator
@@ -128,22 +130,38 @@ def test_every_row_greedy_takes_the_greedy_body(model_path):
     [{}, {"temperature": 0.0}, {"temperature": 0.6, "top_k": 4}, {"top_p": 0.7, "seed": 9}],
     ids=["default", "greedy", "top-k", "top-p"],
 )
-def test_every_generator_version_writes_the_same_text(tmp_path, settings):
-    paths = []
+def test_every_generator_version_writes_the_same_text(version_files, settings):
+    texts = {
+        (path.name, engine): Generator.load(path, device="cpu", threads=1).generate(
+            "ab", 200, engine=engine, **{"seed": 1, **settings}
+        )
+        for path in version_files
+        for engine in ("graph", "host")
+    }
+    assert len(texts) == 2 * len(VERSIONS) and len(set(texts.values())) == 1, texts
+    first, *later = (load_model(path).session.get_inputs() for path in version_files)
+    assert all(first != inputs for inputs in later)  # version 1 has no row inputs
+
+
+def test_info_says_which_files_take_settings_per_row(version_files):
+    for version, path in zip(VERSIONS, version_files, strict=True):
+        shown = CliRunner().invoke(app, ["info", str(path)]).stdout
+        row = next(
+            line for line in shown.splitlines() if "generator in the file" in " ".join(line.split())
+        )
+        assert row.endswith("per call") == (version == "1"), row
+        assert ("settings per row (version 2 on)" in row) == (version != "1"), row
+
+
+@pytest.fixture(scope="module")
+def version_files(tmp_path_factory):
+    """The same weights with the generator of every version, in VERSIONS' order."""
+    folder, paths = tmp_path_factory.mktemp("versions"), []
     for version in VERSIONS:
         model = make_model(units=UNITS, seed=5, scale=1.0, generator=False)
         add_generator(model, VOCAB, UNITS, version)
         for p in model.metadata_props:
             if p.key == "format":
                 p.value = "gru-edge/2"
-        paths.append(write_model(tmp_path / f"v{version}.onnx", model))
-    texts = {
-        (path.name, engine): Generator.load(path, device="cpu", threads=1).generate(
-            "ab", 200, engine=engine, **{"seed": 1, **settings}
-        )
-        for path in paths
-        for engine in ("graph", "host")
-    }
-    assert len(texts) == 2 * len(VERSIONS) and len(set(texts.values())) == 1, texts
-    first, *later = (load_model(path).session.get_inputs() for path in paths)
-    assert all(first != inputs for inputs in later)  # version 1 has no row inputs
+        paths.append(write_model(folder / f"v{version}.onnx", model))
+    return paths
