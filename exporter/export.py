@@ -176,9 +176,20 @@ def export_run(
     except OSError as exc:
         raise ExportError(f"cannot write --out {out}: {exc.strerror}") from None
     ops = [node.op_type for node in model_proto.graph.node]
-    log(f"wrote {out} ({len(payload):,} bytes; ops: {' '.join(dict.fromkeys(ops))})")
+    log(f"wrote {out} ({len(payload):,} bytes; ops: {' '.join(_op_types(model_proto.graph))})")
     _note_stale_temps(out, log)
     return ExportReport(out, len(payload), ops, comparisons, metadata)
+
+
+def _op_types(graph) -> list[str]:
+    """Every operator the graph runs, subgraphs included, each once in the order first met."""
+    found: dict[str, None] = {}
+    for node in graph.node:
+        found[node.op_type] = None
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                found.update(dict.fromkeys(_op_types(attr.g)))
+    return list(found)
 
 
 def _graph_generate(loaded: LoadedModel) -> Callable[..., np.ndarray]:

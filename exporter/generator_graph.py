@@ -11,6 +11,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from gru_edge.runtime.generator_build import LATEST, META_GENERATOR, MIN_OPSET, build_generator
+from gru_edge.runtime.generator_pick import PREFIX
 from gru_edge.runtime.generator_spec import ATTRIBUTE_KINDS, Attr, Graph, Node, Tensor, ValueInfo
 
 __all__ = ["MIN_OPSET", "add_generator", "step_graph"]
@@ -24,10 +25,17 @@ def add_generator(
     A writer that replaces the metadata afterwards must keep that key."""
     graph = model.graph
     gen = build_generator(step_graph(graph), vocab_size, state_width, version)
+    nodes = [_node(n) for n in gen.nodes]
+    replaced = {node.outputs for node in gen.moved}  # version 4: the cell is the step now
+    kept = [node for node in graph.node if tuple(node.output) not in replaced]
+    del graph.node[:]
+    graph.node.extend(kept)
     graph.input.extend(_value_info(info) for info in gen.inputs)
     graph.initializer.extend(_tensor(t) for t in gen.defaults)
-    graph.node.extend(_node(n) for n in gen.nodes)
+    graph.node.extend(nodes)
     graph.initializer.extend(_tensor(t) for t in gen.constants)
+    if replaced:
+        _drop_unread(graph)
     graph.output.extend(_value_info(info) for info in gen.outputs)
     kept = [p for p in model.metadata_props if p.key != META_GENERATOR]
     del model.metadata_props[:]
@@ -38,6 +46,36 @@ def add_generator(
         raise ValueError(f"the generator needs opset {MIN_OPSET} or newer, got {opset.version}")
 
 
+def _drop_unread(graph: onnx.GraphProto) -> None:
+    """Remove the top-level nodes and initializers nothing reads any more (what only the
+    replaced step read: its one-hot table, a float16 weight's Cast of it, axes constants)."""
+    while True:
+        read = _reads(graph) | {o.name for o in graph.output}
+        unread = [
+            n
+            for n in graph.node
+            if not n.name.startswith(PREFIX) and not any(o in read for o in n.output)
+        ]
+        for node in unread:
+            graph.node.remove(node)
+        if not unread:
+            break
+    kept = [t for t in graph.initializer if t.name in read or t.name.startswith(PREFIX)]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
+def _reads(graph: onnx.GraphProto) -> set[str]:
+    """Every name a node of ``graph`` or of its subgraphs reads."""
+    names: set[str] = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                names |= _reads(attr.g)
+    return names
+
+
 def step_graph(graph: onnx.GraphProto) -> Graph:
     """A step graph's nodes (each keeping its proto as ``origin``) and initializer names."""
     return Graph(
@@ -45,8 +83,13 @@ def step_graph(graph: onnx.GraphProto) -> Graph:
         [_spec_node(node) for node in graph.node],
         [],
         [],
-        [Tensor(t.name, t.data_type, tuple(t.dims), None) for t in graph.initializer],
+        [Tensor(t.name, t.data_type, tuple(t.dims), _raw(t)) for t in graph.initializer],
     )
+
+
+def _raw(tensor: onnx.TensorProto) -> bytes | None:
+    # As the loader reads a file's tensors: raw bytes, or None for any other storage.
+    return tensor.raw_data if tensor.HasField("raw_data") else None
 
 
 def _spec_node(node: onnx.NodeProto) -> Node:

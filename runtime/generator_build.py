@@ -36,8 +36,13 @@ also be vectors: the ONNX checker requires a main-graph input to state its rank,
 onnxruntime checks a fed tensor's rank against it. VERSION_3 (exports from 2026-12-05 evening
 on) is VERSION_2 with the same noise values from cheaper nodes: the table from a float64 Range,
 16-bit parts by Cast instead of a broadcast shift and mask (generator_pick.noise); batch 256 ~7%
-faster, a session ~1.7 ms quicker to open and ~3 MB smaller at its peak. Old versions stay
-buildable so that older files keep verifying.
+faster, a session ~1.7 ms quicker to open and ~3 MB smaller at its peak. VERSION_4 (exports
+from 2026-12-06 on) is VERSION_3 with a GRU cell of plain nodes where the step is tf2onnx's
+one-layer graph (runtime.generator_cell): the cell replaces the step itself (a Scan of it over the
+ids' time axis, so a window and single ids round alike), the first character is the step's own
+output, and the Scan body is the cell plus the pick (15 nodes); elsewhere it is VERSION_3.
+Figures in docs/benchmarks.md. Old versions stay buildable so that older files keep
+verifying.
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from gru_edge.runtime import contract
+from gru_edge.runtime.generator_cell import (
+    CellSource,
+    CellWeights,
+    cell_weights,
+    find_cell,
+    rows,
+    step,
+)
 from gru_edge.runtime.generator_pick import PREFIX, Builder, noise, row_filters, row_settings
 from gru_edge.runtime.generator_spec import (
     DOUBLE,
@@ -58,15 +71,16 @@ from gru_edge.runtime.generator_spec import (
     ValueInfo,
     has_subgraphs,
 )
-from gru_edge.runtime.generator_step import step_and_pick, step_body, time_major
+from gru_edge.runtime.generator_step import cell_body, pick, step_and_pick, step_body, time_major
 
 MIN_OPSET = 18  # BitwiseXor (the random stream's SplitMix64)
 META_GENERATOR = "generator"  # metadata key naming the body's version; absent = VERSION_1
 VERSION_1 = "1"
 VERSION_2 = "2"  # seed, offset, temperature, top_k and top_p per row: a scalar or [batch]
 VERSION_3 = "3"  # version 2, the same values from cheaper noise nodes (generator_pick.noise)
-VERSIONS = (VERSION_1, VERSION_2, VERSION_3)
-LATEST = VERSION_3
+VERSION_4 = "4"  # version 3, a one-layer step and body as a GRU cell of plain nodes
+VERSIONS = (VERSION_1, VERSION_2, VERSION_3, VERSION_4)
+LATEST = VERSION_4
 
 # (name, element type, default)
 GENERATOR_INPUTS = (
@@ -97,16 +111,23 @@ class Generator:
     nodes: list[Node]  # Greater(steps, 0) and the If that runs the rest
     constants: list[Tensor]  # top-level initializers the nodes read
     outputs: list[ValueInfo]  # generated, gen_state, logit_sums
+    moved: list[Node]  # the step's nodes the cell replaces (version 4): the exporter drops them
 
 
 def build_generator(
-    step: Graph, vocab_size: int, state_width: int, version: str = VERSION_1
+    step_graph: Graph,
+    vocab_size: int,
+    state_width: int,
+    version: str = VERSION_1,
+    source: CellSource | None = None,
 ) -> Generator:
     """The generator for a contract step graph (its nodes and initializers; see the module
-    docstring). Raises ValueError for a step graph that already holds subgraphs."""
+    docstring). From version 4 the cell's ``source`` is found in the step's nodes unless
+    given (a loaded file's step is already the cell's). Raises ValueError for a step graph
+    that already holds subgraphs."""
     if version not in VERSIONS:
         raise ValueError(f"unknown generator version {version!r}")
-    if any(has_subgraphs(node) for node in step.nodes):
+    if any(has_subgraphs(node) for node in step_graph.nodes):
         raise ValueError("the step graph already holds subgraphs; expected a plain step graph")
     per_row = version != VERSION_1
     inputs, defaults = [], []
@@ -116,9 +137,18 @@ def build_generator(
         defaults.append(Tensor.of(name, default, np.int64 if elem == INT64 else np.float32))
 
     top = Builder(PREFIX)
+    step_nodes = _per_step(step_graph)
+    if VERSIONS.index(version) < VERSIONS.index(VERSION_4):
+        source = None
+    elif source is None:
+        source = find_cell(step_graph, step_nodes, vocab_size)
+    weights = None if source is None else cell_weights(top, source)
+    if weights is not None:
+        step(top, weights)
     has_steps = top.op("Greater", [contract.INPUT_STEPS, top.const(0, np.int64)])
     outputs = [contract.OUTPUT_GENERATED, contract.OUTPUT_GEN_STATE, contract.OUTPUT_LOGIT_SUMS]
-    run = _run_branch(_per_step(step), vocab_size, per_row, lean=version == VERSION_3)
+    lean = VERSIONS.index(version) >= VERSIONS.index(VERSION_3)
+    run = _run_branch(step_nodes, vocab_size, per_row, lean, weights)
     top.add("If", [has_steps], outputs, PREFIX + "If_steps", then_branch=run, else_branch=_none())
     return Generator(
         inputs=inputs,
@@ -130,6 +160,7 @@ def build_generator(
             ValueInfo(contract.OUTPUT_GEN_STATE, FLOAT, ("batch", state_width)),
             ValueInfo(contract.OUTPUT_LOGIT_SUMS, FLOAT, ("batch", "steps")),
         ],
+        moved=list(source.nodes) if source is not None else [],
     )
 
 
@@ -167,7 +198,9 @@ def _none() -> Graph:
     return b.graph("gen_none", [], outs)
 
 
-def _run_branch(step_nodes: list[Node], vocab: int, per_row: bool, lean: bool) -> Graph:
+def _run_branch(
+    step_nodes: list[Node], vocab: int, per_row: bool, lean: bool, cell: CellWeights | None
+) -> Graph:
     """steps > 0: choose the body, run it, lay its scan outputs out as [batch, steps]."""
     b = Builder(PREFIX + "r/")
     temperature, rows = contract.INPUT_TEMPERATURE, None
@@ -176,8 +209,8 @@ def _run_branch(step_nodes: list[Node], vocab: int, per_row: bool, lean: bool) -
         temperature = b.op("ReduceMax", [rows[temperature]], keepdims=0)
     greedy = b.op("Equal", [temperature, b.const(0.0, np.float32)])
     outs = [b.name("ids_scan"), b.name("state"), b.name("sums_scan")]
-    sample = _sample_branch(step_nodes, vocab, rows, lean)
-    greedy_graph = _chars_graph(step_nodes, vocab, "greedy", None)
+    sample = _sample_branch(step_nodes, vocab, rows, lean, cell)
+    greedy_graph = _chars_graph(step_nodes, vocab, "greedy", None, None, cell)
     b.add("If", [greedy], outs, b.name("If_greedy"), then_branch=greedy_graph, else_branch=sample)
     ids_scan, state, sums_scan = outs
     ids = b.op("Squeeze", [ids_scan, b.const([2], np.int64)])  # [steps, batch]
@@ -188,7 +221,11 @@ def _run_branch(step_nodes: list[Node], vocab: int, per_row: bool, lean: bool) -
 
 
 def _sample_branch(
-    step_nodes: list[Node], vocab: int, rows: dict[str, str] | None, lean: bool
+    step_nodes: list[Node],
+    vocab: int,
+    rows: dict[str, str] | None,
+    lean: bool,
+    cell: CellWeights | None,
 ) -> Graph:
     """temperature > 0: the chunk's noise once, then the plain or the filtered body."""
     b = Builder(PREFIX + "s/")
@@ -198,8 +235,8 @@ def _sample_branch(
     else:
         filtering, filters = _filters(b, vocab)
     outs = [b.name("ids_scan"), b.name("state"), b.name("sums_scan")]
-    filtered = _chars_graph(step_nodes, vocab, "filtered", gumbel, filters)
-    plain = _chars_graph(step_nodes, vocab, "plain", gumbel)
+    filtered = _chars_graph(step_nodes, vocab, "filtered", gumbel, filters, cell)
+    plain = _chars_graph(step_nodes, vocab, "plain", gumbel, None, cell)
     b.add("If", [filtering], outs, b.name("If_filter"), then_branch=filtered, else_branch=plain)
     return b.graph("gen_sample", [], _infos(outs))
 
@@ -232,10 +269,13 @@ def _chars_graph(
     vocab: int,
     kind: str,
     gumbel: str | None,
-    filters: dict[str, str] | None = None,
+    filters: dict[str, str] | None,
+    cell: CellWeights | None,
 ) -> Graph:
     """A branch graph that writes ``steps`` characters with the ``kind`` pick: the first step
-    on ``ids`` (any length: the prime), then a Scan over the rest, one id per iteration.
+    on ``ids`` (any length: the prime), then a Scan over the rest, one id per iteration. With
+    the ``cell`` (version 4) the first step is the step graph's own output, read from the
+    outer scope, and the Scan body is the cell.
 
     A Scan rather than a Loop: it hands each iteration its slice of the noise without a Gather
     and has no condition to pass on, two nodes fewer per character (~9% faster, measured). It
@@ -244,16 +284,21 @@ def _chars_graph(
     b = Builder(f"{PREFIX}{kind[0]}/")
     axis0 = b.const([0], np.int64)
     row0 = gumbel and b.op("Gather", [gumbel, b.const(0, np.int64)], axis=0)
-    first = step_and_pick(
-        b, step_nodes, vocab, kind, contract.INPUT_IDS, contract.INPUT_STATE, row0, filters
-    )
-    nxt0, state1, logits0 = first
+    if cell is None:
+        first = step_and_pick(
+            b, step_nodes, vocab, kind, contract.INPUT_IDS, contract.INPUT_STATE, row0, filters
+        )
+        nxt0, state1, logits0 = first
+    else:
+        state1, logits0 = contract.OUTPUT_STATE, contract.OUTPUT_LOGITS
+        nxt0 = pick(b, logits0, vocab, kind, row0, filters, keepdims=1)
     sums0 = b.op("ReduceSum", [logits0, b.const([1], np.int64)], keepdims=0)
     ids0 = b.op("Unsqueeze", [nxt0, axis0])  # [1, batch, 1]
     sums0 = b.op("Unsqueeze", [sums0, axis0])  # [1, batch]
     outs = [b.name("ids_scan"), b.name("state"), b.name("sums_scan")]
     more = b.op("Greater", [contract.INPUT_STEPS, b.const(1, np.int64)])
-    scan = _scan_graph(step_nodes, vocab, kind, gumbel, filters, (ids0, sums0, nxt0, state1))
+    first_step = (ids0, sums0, nxt0, state1)
+    scan = _scan_graph(step_nodes, vocab, kind, gumbel, filters, first_step, cell)
     one = _one_step_graph(kind, ids0, sums0, state1)
     b.add("If", [more], outs, b.name("If_more"), then_branch=scan, else_branch=one)
     return b.graph(f"gen_{kind}", [], _infos(outs))
@@ -273,6 +318,7 @@ def _scan_graph(
     gumbel: str | None,
     filters: dict[str, str] | None,
     first: tuple[str, str, str, str],
+    cell: CellWeights | None,
 ) -> Graph:
     """steps > 1: Scan the other steps - 1 characters, then put the first in front."""
     ids0, sums0, nxt0, state1 = first
@@ -286,17 +332,23 @@ def _scan_graph(
             "Reshape", [b.op("Sub", [contract.INPUT_STEPS, b.const(1, i64)]), b.const([1], i64)]
         )
         rest = b.op("ConstantOfShape", [count])
-    layout = time_major(step_nodes)
-    body = step_body(step_nodes, vocab, kind, gumbel is not None, filters, layout)
+    layout = None if cell is not None else time_major(step_nodes)
+    if cell is not None:
+        body = cell_body(cell, vocab, kind, gumbel is not None, filters)
+    else:
+        body = step_body(step_nodes, vocab, kind, gumbel is not None, filters, layout)
     last, state, ids_scan, logits_scan = (b.name(n) for n in ("last", "state", "ids", "logits"))
-    cur0, st0 = nxt0, state1
-    if layout is not None:  # the body carries ids [1, batch] and the GRU's [1, batch, units]
-        cur0 = b.op("Transpose", [nxt0], perm=[1, 0])
+    carried, st0 = [nxt0], state1
+    if cell is not None:  # the body carries the id's rows of the cell's tables
+        carried = list(rows(b, cell, b.op("Squeeze", [nxt0, b.const([1], i64)])))
+    elif layout is not None:  # the body carries ids [1, batch] and the GRU's [1, batch, units]
+        carried = [b.op("Transpose", [nxt0], perm=[1, 0])]
         st0 = b.op("Unsqueeze", [state1, b.const([0], i64)])
+    lasts = [last, *(b.name("last") for _ in carried[1:])]
     b.add(
         "Scan",
-        [cur0, st0, rest],
-        [last, state, ids_scan, logits_scan],
+        [*carried, st0, rest],
+        [*lasts, state, ids_scan, logits_scan],
         b.name("Scan"),
         num_scan_inputs=1,
         body=body,
@@ -304,6 +356,7 @@ def _scan_graph(
     sums_scan = b.op("ReduceSum", [logits_scan, b.const([2], i64)], keepdims=0)
     if layout is not None:
         state = b.op("Squeeze", [state, b.const([0], i64)])
+    if layout is not None or cell is not None:
         ids_scan = b.op("Unsqueeze", [ids_scan, b.const([2], i64)])
     outs = [b.name("ids_all"), b.name("state_out"), b.name("sums_all")]
     b.add("Concat", [ids0, ids_scan], [outs[0]], outs[0] + "_cat", axis=0)

@@ -4,9 +4,11 @@ A gru-edge/2 file carries its generator (runtime.generator_build) beside its ste
 step is the model (any weights, checked against Keras when it was exported); the generator is
 specified text: derived from the step, it either writes what the specification gives or the
 file was edited. So the loader takes the file's step nodes (every top-level node whose name
-does not start with the generator's prefix), builds the generator for them again, and compares
-it with the file's: nodes, names, inputs, outputs, attributes and constants at every depth,
-the defaults of the generator's inputs and the outputs' declared types. The first difference is
+does not start with the generator's prefix; from version 4 a one-layer file's step is the
+generator's cell, whose weights runtime.generator_cell.source_in_file finds), builds the
+generator for them again, and compares it with the file's: nodes, names, inputs, outputs,
+attributes and constants at every depth, the defaults of the generator's inputs and the
+outputs' declared types. The first difference is
 named in a one-line ModelFileError.
 
 The step itself cannot be derived, so it is limited instead: only the operators a tf2onnx
@@ -24,9 +26,11 @@ from gru_edge.runtime.generator_build import (
     DEFAULT_NAMES,
     META_GENERATOR,
     VERSION_1,
+    VERSION_4,
     VERSIONS,
     build_generator,
 )
+from gru_edge.runtime.generator_cell import source_in_file
 from gru_edge.runtime.generator_compare import differences, structure_differs
 from gru_edge.runtime.generator_pick import PREFIX
 from gru_edge.runtime.generator_spec import (
@@ -70,7 +74,9 @@ def check_generator(
     width = _state_width(graph, where)
     vocab_size = _logits_width(graph, vocab_size)
     step = _step(graph, vocab_size, where)
-    expected = build_generator(step, vocab_size, width, version)
+    cellular = VERSIONS.index(version) >= VERSIONS.index(VERSION_4)
+    source = source_in_file(graph, width) if cellular else None
+    expected = build_generator(step, vocab_size, width, version, source)
     if defaults is None:
         problem = differences(graph, step, expected)
     else:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gru_edge.runtime import contract
+from gru_edge.runtime.generator_cell import CellWeights, dense, gru, rows
 from gru_edge.runtime.generator_pick import PREFIX, Builder, top_filter
 from gru_edge.runtime.generator_spec import FLOAT, INT64, Graph, Node, ValueInfo
 
@@ -97,18 +98,30 @@ def step_and_pick(
                 node.origin,
             )
         )
-    logits = raw = renamed[contract.OUTPUT_LOGITS]
-    if kind == "greedy":
-        score = logits
-    else:
+    logits = renamed[contract.OUTPUT_LOGITS]
+    if layout is not None:  # the id as [batch]
+        nxt = pick(b, logits, vocab, kind, noise_row, filters, keepdims=0)
+        return nxt, renamed[layout.final_state], logits
+    nxt = pick(b, logits, vocab, kind, noise_row, filters, keepdims=1)
+    return nxt, renamed[contract.OUTPUT_STATE], logits
+
+
+def pick(
+    b: Builder,
+    logits: str,
+    vocab: int,
+    kind: str,
+    noise_row: str | None,
+    filters: dict[str, str] | None,
+    keepdims: int,
+) -> str:
+    """The ``kind`` pick on ``logits`` [batch, vocab]: the first of equal maxima of the
+    (filtered) logits plus this character's noise, as [batch, 1] or (``keepdims`` 0) [batch]."""
+    if kind != "greedy":
         if kind == "filtered":
             logits = top_filter(b, logits, vocab, filters or {})
-        score = b.op("Add", [logits, noise_row])
-    if layout is not None:
-        nxt = b.op("ArgMax", [score], axis=1, keepdims=0)  # [batch]
-        return nxt, renamed[layout.final_state], raw
-    nxt = b.op("ArgMax", [score], axis=1, keepdims=1)  # [batch, 1], the first of equal maxima
-    return nxt, renamed[contract.OUTPUT_STATE], raw
+        logits = b.op("Add", [logits, noise_row])
+    return b.op("ArgMax", [logits], axis=1, keepdims=keepdims)
 
 
 def step_body(
@@ -144,5 +157,34 @@ def step_body(
             ValueInfo(state_out, FLOAT),
             ValueInfo(nxt_scan, INT64),
             ValueInfo(sums, FLOAT),
+        ],
+    )
+
+
+def cell_body(
+    weights: CellWeights,
+    vocab: int,
+    kind: str,
+    with_noise: bool,
+    filters: dict[str, str] | None,
+) -> Graph:
+    """Version 4's Scan body, one character through the cell (runtime.generator_cell): states
+    (the id's rows of the cell's two tables, the state [batch, units]), scan input this
+    character's noise; the id is scanned out as ArgMax writes it and its rows are gathered for
+    the next."""
+    b = Builder(f"{PREFIX}{kind[0]}/b/")
+    xzr, xn, st, n_i = (b.name(n) for n in ("xzr", "xn", "st", "noise"))
+    state_out = gru(b, weights, (xzr, xn), st)
+    logits = dense(b, weights, state_out)
+    nxt = pick(b, logits, vocab, kind, n_i if with_noise else None, filters, keepdims=0)
+    following = rows(b, weights, nxt)
+    return b.graph(
+        f"gen_{kind}_body",
+        [ValueInfo(name, FLOAT) for name in (xzr, xn, st, n_i)],
+        [
+            *(ValueInfo(name, FLOAT) for name in following),
+            ValueInfo(state_out, FLOAT),
+            ValueInfo(nxt, INT64),
+            ValueInfo(logits, FLOAT),
         ],
     )

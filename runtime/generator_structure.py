@@ -8,7 +8,8 @@ values into nodes. None of that changes what is computed, so each value is descr
 operation that makes it and the descriptions of its inputs: a constant by its bytes, a graph
 input by its name (top level) or position (subgraph), a node output by operator, attributes
 (defaults dropped), inputs and output index, with Identity transparent, Add's inputs unordered
-and Gemm(a, b, c) with unit alpha/beta and no transposes described as Add(MatMul(a, b), c). A
+and Gemm(a, b, c) with unit alpha/beta and no transposes described as Add(MatMul(a, b), c), and
+onnxruntime's FusedGemm (such a Gemm and the Sigmoid after it, fused) as Sigmoid of that. A
 graph is described by its outputs in order plus every node it holds (so nothing extra runs).
 """
 
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from gru_edge.runtime.generator_spec import Attr, Graph, Node, Tensor
 
 Defaults = Callable[[str], dict[str, Attr]]
-_UNIT_GEMM = {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}
+UNIT_GEMM = {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}
 
 
 def _digest(*parts: object) -> str:
@@ -78,27 +79,33 @@ class Structure:
     def _node_output(self, node: Node, index: int) -> str:
         if node.op_type == "Identity" and len(node.inputs) == 1:
             return self.value(node.inputs[0])
-        if node.op_type == "Gemm" and len(node.inputs) == 3 and self._unit_gemm(node):
-            product = _digest(
-                "MatMul",
-                node.domain,
-                (),
-                (self.value(node.inputs[0]), self.value(node.inputs[1])),
-                0,
-            )
-            return _digest(
-                "Add", node.domain, (), tuple(sorted((product, self.value(node.inputs[2])))), 0
-            )
+        parts = self._gemm_parts(node)
+        if parts:
+            return parts[-1]
         inputs = tuple(self.value(n) for n in node.inputs)
         if node.op_type == "Add":
             inputs = tuple(sorted(inputs))
         return _digest(node.op_type, node.domain, self._attrs(node), inputs, index)
 
-    def _unit_gemm(self, node: Node) -> bool:
+    def _gemm_parts(self, node: Node) -> list[str]:
+        """A Gemm with unit alpha and beta and no transposes as its MatMul and its Add, and
+        onnxruntime's FusedGemm as the same then its activation: each part's digest (the last
+        is the node's output), or [] for any other node."""
+        fused = node.op_type == "FusedGemm" and node.domain == "com.microsoft"
+        if not (node.op_type == "Gemm" or fused) or len(node.inputs) != 3:
+            return []
         values = {a.name: a.value for a in node.attrs}
-        return all(values.get(k, v) == v for k, v in _UNIT_GEMM.items()) and set(values) <= set(
-            _UNIT_GEMM
-        )
+        activation = values.pop("activation", None) if fused else None
+        if set(values) - set(UNIT_GEMM) or (fused and not isinstance(activation, bytes)):
+            return []
+        if any(values.get(k, v) != v for k, v in UNIT_GEMM.items()):
+            return []
+        a, b, c = (self.value(name) for name in node.inputs)
+        parts = [_digest("MatMul", "", (), (a, b), 0)]
+        parts.append(_digest("Add", "", (), tuple(sorted((parts[0], c))), 0))
+        if fused:
+            parts.append(_digest(activation.decode(), "", (), (parts[1],), 0))
+        return parts
 
     def _attrs(self, node: Node) -> tuple:
         # Once per node: an If's three outputs would otherwise digest its branches three times,
@@ -130,22 +137,14 @@ class Structure:
         return Structure(graph, self._defaults, self.value, top_level=False).whole()
 
     def nodes(self, nodes: list[Node]) -> list[str]:
-        """Each node's digests, Gemm counted as its MatMul and its Add, Identity and Constant
-        nodes left out, sorted."""
+        """Each node's digests, a Gemm counted as its parts (_gemm_parts), Identity and
+        Constant nodes left out, sorted."""
         entries = []
         for node in nodes:
             if node.op_type in ("Identity", "Constant"):
                 continue
-            if node.op_type == "Gemm" and self._unit_gemm(node):
-                entries.append(
-                    _digest(
-                        "MatMul",
-                        node.domain,
-                        (),
-                        (self.value(node.inputs[0]), self.value(node.inputs[1])),
-                        0,
-                    )
-                )
+            # a Gemm's parts count as the nodes they would be: the same entries either way
+            entries.extend(_digest(part) for part in self._gemm_parts(node)[:-1])
             entries.append(_digest(*(self.value(out) for out in node.outputs)))
         return sorted(entries)
 

@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-from onnx_models import make_model
+from onnx_models import DEFAULT_VOCAB, make_model
 
+from gru_edge.exporter.generator_graph import add_generator
+from gru_edge.runtime.generator_build import VERSION_3
 from gru_edge.runtime.randomness import GOLDEN
 
 
@@ -175,6 +177,21 @@ def step_reads_temperature(model: onnx.ModelProto) -> None:
     g.node.append(helper.make_node("Mul", ["logits_pre", "temperature"], ["logits"], name="t"))
 
 
+def cell_tanh(model: onnx.ModelProto) -> None:
+    """The Tanh of the cell that is version 4's step made a Sigmoid: the host loop's text changes
+    while the generator's does not."""
+    _, node = _first(model.graph, lambda n: n.op_type == "Tanh" and "/step/b/" in n.name)
+    node.op_type = "Sigmoid"
+
+
+def cell_table(model: onnx.ModelProto) -> None:
+    """The Add that folds the biases into the cell's input table made a Sub."""
+    _, table = _first(
+        model.graph, lambda n: n.op_type == "Add" and n.input[0].startswith("gen/transpose")
+    )
+    table.op_type = "Sub"
+
+
 def renamed_node(model: onnx.ModelProto) -> None:
     """Only a name changed: still not the generator gru-edge writes."""
     _, node = _first(model.graph, lambda n: n.name.startswith("gen/r/Squeeze"))
@@ -196,12 +213,20 @@ EDITS: dict[str, tuple[Callable[[onnx.ModelProto], None], str]] = {
         deep_one_hot,
         "one-hot encodes to another depth than the vocabulary's",
     ),
-    "step reads temperature": (step_reads_temperature, "step node 't' reads 'temperature'"),
+    "step reads temperature": (step_reads_temperature, "step node 't' reads '"),
+    "the cell's Tanh a Sigmoid": (cell_tanh, "in body of 'gen/step_Scan': its op type"),
+    "the cell table's Add a Sub": (cell_table, "its op type differs"),
 }
 
 
 def tampered(edit: Callable[[onnx.ModelProto], None], **kwargs) -> onnx.ModelProto:
-    """A small contract model (GRU(8) unless told) with ``edit`` applied."""
-    model = make_model(**{"units": 8, "seed": 3, **kwargs})
+    """A small contract model (GRU(8) unless told) with ``edit`` applied; an edit of the step's
+    one-hot gets generator version 3, whose step is still tf2onnx's (version 4 replaces it)."""
+    kwargs = {"units": 8, "seed": 3, **kwargs}
+    if edit is deep_one_hot:
+        model = make_model(generator=False, **kwargs)
+        add_generator(model, len(DEFAULT_VOCAB), kwargs["units"], VERSION_3)
+    else:
+        model = make_model(**kwargs)
     edit(model)
     return model

@@ -240,6 +240,9 @@ def test_export_validates_the_generator_and_writes_gru_edge_2(tmp_path, trained_
         "- generator, sampled, temperature 0.8, top-k 10, top-p 0.9 vs host loop: 500 characters",
     ):
         assert line in result.stdout
+    # the log lists the ops at every depth: the cell's, and the pick's inside the generator
+    ops = next(line for line in result.stdout.splitlines() if "; ops: " in line)
+    assert {"Gemm", "Tanh", "Scan", "If", "ArgMax"} <= set(ops.split("; ops: ")[1][:-1].split())
     info = runner.invoke(app, ["info", str(out), "--json"])
     assert json.loads(info.stdout)["metadata"]["format"] == "gru-edge/2"
 
@@ -375,7 +378,7 @@ def test_ort_format_twin_and_operator_config(tmp_path, trained_run):
         result.stdout
     )
     ops = config.read_text(encoding="utf-8")
-    assert "GRU" in ops and "Scan" in ops and "BitwiseXor" in ops and ".tmp" not in ops
+    assert "Gemm" in ops and "Scan" in ops and "BitwiseXor" in ops and ".tmp" not in ops
     args = ["--prime", "The ", "--length", "200", "--seed", "9", "-t", "0.7", "--top-k", "8"]
     expected = runner.invoke(app, ["sample", str(out), *args]).stdout
     for engine in ("graph", "host"):

@@ -12,7 +12,13 @@ from onnx_models import make_model
 
 from gru_edge.exporter.generator_graph import add_generator
 from gru_edge.exporter.precision import store_float16
-from gru_edge.runtime.generator_build import META_GENERATOR, VERSION_1, VERSION_2, VERSION_3
+from gru_edge.runtime.generator_build import (
+    META_GENERATOR,
+    VERSION_1,
+    VERSION_2,
+    VERSION_3,
+    VERSION_4,
+)
 
 # SHA-256 of the serialized models built by the pre-split exporter/generator_graph.py (main at
 # dbd26bc) for the same steps: one-layer (GRU layout kept in the Scan body), a vocabulary that
@@ -42,6 +48,15 @@ EXPECTED_V3 = {
     "v7": "118e4585f202f92ea519cfe7859b532cc63d3dbf2457dc6f182d6822047c3f9c",
 }
 
+# Version 4 (the step and the body a GRU cell of plain nodes; "nolayout" keeps version 3's), as
+# exports from 2026-12-06 on write it.
+EXPECTED_V4 = {
+    "fp16": "056e0c9f2f317eb22fcb2b69fa37d60711d554678167471d76acf494b923b54c",
+    "nolayout": "89b8dc84beeaf0c69ba16ff3e0ba83e46cab609b07bb67ac2d44afb0427c3eb7",
+    "plain": "6fb40996fd389936a9cf1ad3ab6def1cc1ce355b40f70b6be9e971af0617b6c2",
+    "v7": "14ea4553612398e335a6a72b5ce55c4b3dd1b8fa2550c27e3594c865abfe5574",
+}
+
 
 def _built(case: str, version: str = VERSION_1) -> bytes:
     if case == "v7":
@@ -66,6 +81,7 @@ def test_the_generator_is_byte_for_byte_the_one_files_were_written_with(case):
     assert hashlib.sha256(_built(case)).hexdigest() == EXPECTED[case]
     assert hashlib.sha256(_built(case, VERSION_2)).hexdigest() == EXPECTED_V2[case]
     assert hashlib.sha256(_built(case, VERSION_3)).hexdigest() == EXPECTED_V3[case]
+    assert hashlib.sha256(_built(case, VERSION_4)).hexdigest() == EXPECTED_V4[case]
 
 
 def test_a_step_that_already_holds_subgraphs_is_refused():

@@ -85,7 +85,8 @@ def test_a_long_prime_goes_through_the_graph_in_the_host_loops_pieces(gen, monke
 
 
 def test_a_gru_edge_1_client_feeds_ids_and_state_and_gets_the_step(small_model, models_dir):
-    # The same weights without the generator: a client of the old contract sees no change.
+    # The same weights without the generator: a client of the old contract sees the same step
+    # (to rounding: from generator version 4 the file computes it as the cell, generator_cell).
     old = write_model(models_dir / "old.onnx", units=16, seq_len=40, seed=1, generator=False)
     new_s = ort.InferenceSession(str(small_model), providers=["CPUExecutionProvider"])
     old_s = ort.InferenceSession(str(old), providers=["CPUExecutionProvider"])
@@ -97,7 +98,8 @@ def test_a_gru_edge_1_client_feeds_ids_and_state_and_gets_the_step(small_model, 
         old_s.run(["logits", "state_out"], feeds),
         strict=False,
     ):
-        assert np.array_equal(a, b)
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
     generated, gen_state, sums = new_s.run(["generated", "gen_state", "logit_sums"], feeds)
     assert generated.shape == (3, 0) and sums.shape == (3, 0)
     assert np.array_equal(gen_state, feeds["state"])  # steps 0: the state back as it came
