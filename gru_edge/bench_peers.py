@@ -183,8 +183,9 @@ RECIPE_LABEL = "in-graph, README recipe loop, interleaved with the peers"
 NUMPY_LABEL = "numpy float32 GRU loop"
 LITERT_LABEL = "LiteRT (ai-edge-litert, unrolled twin)"
 # Not a contender: the float32 matrix products of a step alone (numpy), no gates, noise or pick:
-# the most chars/s any float32 runtime reaches on this machine and thread count.
-CEILING_LABEL = "ceiling: a step's float32 matrix products alone (numpy)"
+# what those products cost through OpenBLAS. Not a bound: onnxruntime's kernels ran version 4's
+# whole greedy step faster at batch 256 (docs/benchmarks.md).
+PRODUCTS_LABEL = "numpy: a step's float32 matrix products alone"
 BATCHES = [1, 64, 256]
 
 
@@ -220,7 +221,7 @@ def peer_section(
     contenders = [("onnx", RECIPE_LABEL, model_path), ("numpy", NUMPY_LABEL, files.npz)]
     if files.tflite is not None:
         contenders.append(("litert", LITERT_LABEL, files.tflite))
-    contenders.append(("gemm", CEILING_LABEL, files.npz))
+    contenders.append(("gemm", PRODUCTS_LABEL, files.npz))
     # Rounds interleaved: each round runs every contender once, in its own warmed-up process,
     # so a change in the machine's other work hits them alike; medians over the rounds.
     rates: dict[str, dict[int, list[float]]] = {}

@@ -5,7 +5,7 @@
 
 KIND is ``litert`` (a one-step .tflite twin), ``numpy`` (an .npz of the Keras weights, a
 float32 GRU loop), ``onnx`` (the README's plain onnxruntime recipe on the file's generator) or
-``gemm`` (``rate`` only: the ceiling, the .npz's matrix products of a step and nothing else).
+``gemm`` (``rate`` only: the .npz's matrix products of a step through numpy, nothing else).
 ``first`` writes CHARS characters of one stream to stdout as they come (the parent times the
 first byte and reads the peak RSS of the whole process); ``rate`` prints one JSON object,
 batch -> chars/s (median of REPEATS, after a warm-up). Every contender samples with the
