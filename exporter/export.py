@@ -13,7 +13,7 @@ import numpy as np
 
 from gru_edge.exporter.convert import convert, set_metadata, supported_opsets
 from gru_edge.exporter.generator_graph import MIN_OPSET as GENERATOR_OPSET
-from gru_edge.exporter.generator_graph import add_generator
+from gru_edge.exporter.generator_graph import add_generator, graphs
 from gru_edge.exporter.mobile import ort_paths, write_ort
 from gru_edge.exporter.precision import FP16_ATOL, WEIGHTS, store_float16
 from gru_edge.exporter.validate import (
@@ -183,13 +183,7 @@ def export_run(
 
 def _op_types(graph) -> list[str]:
     """Every operator the graph runs, subgraphs included, each once in the order first met."""
-    found: dict[str, None] = {}
-    for node in graph.node:
-        found[node.op_type] = None
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                found.update(dict.fromkeys(_op_types(attr.g)))
-    return list(found)
+    return list(dict.fromkeys(node.op_type for sub in graphs(graph) for node in sub.node))
 
 
 def _graph_generate(loaded: LoadedModel) -> Callable[..., np.ndarray]:

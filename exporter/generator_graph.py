@@ -5,6 +5,7 @@ build graphs; the runtime just runs and checks them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import onnx
@@ -14,7 +15,7 @@ from gru_edge.runtime.generator_build import LATEST, META_GENERATOR, MIN_OPSET, 
 from gru_edge.runtime.generator_pick import PREFIX
 from gru_edge.runtime.generator_spec import ATTRIBUTE_KINDS, Attr, Graph, Node, Tensor, ValueInfo
 
-__all__ = ["MIN_OPSET", "add_generator", "step_graph"]
+__all__ = ["MIN_OPSET", "add_generator", "graphs", "step_graph"]
 
 
 def add_generator(
@@ -67,13 +68,16 @@ def _drop_unread(graph: onnx.GraphProto) -> None:
 
 def _reads(graph: onnx.GraphProto) -> set[str]:
     """Every name a node of ``graph`` or of its subgraphs reads."""
-    names: set[str] = set()
+    return {name for sub in graphs(graph) for node in sub.node for name in node.input}
+
+
+def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """``graph`` and every subgraph in it, depth first."""
+    yield graph
     for node in graph.node:
-        names.update(node.input)
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                names |= _reads(attr.g)
-    return names
+                yield from graphs(attr.g)
 
 
 def step_graph(graph: onnx.GraphProto) -> Graph:

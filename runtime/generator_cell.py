@@ -144,13 +144,7 @@ def _table(
 
 def _values(inits: dict[str, Tensor], names: tuple[str, ...], want: np.ndarray) -> bool:
     tensor = inits.get(names[0]) if names else None
-    if tensor is None or tensor.data is None:
-        return False
-    try:
-        got = tensor.array()
-    except (KeyError, ValueError):
-        return False
-    return got.size == want.size and bool(np.array_equal(got.reshape(-1), want.reshape(-1)))
+    return tensor is not None and tensor.holds(want)
 
 
 def _dense(made: dict[str, Node], last: Node | None) -> tuple[str, str, tuple[Node, ...]] | None:

@@ -20,6 +20,8 @@ their defaults).
 
 from __future__ import annotations
 
+import numpy as np
+
 from gru_edge.runtime import contract
 from gru_edge.runtime.errors import ModelFileError, shown
 from gru_edge.runtime.generator_build import (
@@ -29,12 +31,12 @@ from gru_edge.runtime.generator_build import (
     VERSION_4,
     VERSIONS,
     build_generator,
+    since,
 )
 from gru_edge.runtime.generator_cell import source_in_file
 from gru_edge.runtime.generator_compare import differences, structure_differs
 from gru_edge.runtime.generator_pick import PREFIX
 from gru_edge.runtime.generator_spec import (
-    NUMPY_TYPES,
     Graph,
     Tensor,
     has_subgraphs,
@@ -74,8 +76,7 @@ def check_generator(
     width = _state_width(graph, where)
     vocab_size = _logits_width(graph, vocab_size)
     step = _step(graph, vocab_size, where)
-    cellular = VERSIONS.index(version) >= VERSIONS.index(VERSION_4)
-    source = source_in_file(graph, width) if cellular else None
+    source = source_in_file(graph, width) if since(version, VERSION_4) else None
     expected = build_generator(step, vocab_size, width, version, source)
     if defaults is None:
         problem = differences(graph, step, expected)
@@ -141,13 +142,7 @@ def _logits_width(graph: Graph, vocab_size: int) -> int:
 def _holds(inits: list[Tensor], names: tuple[str, ...], value: int) -> bool:
     """Whether ``names`` is one initializer holding the single number ``value``."""
     tensor = next((t for t in inits if names and t.name == names[0]), None)
-    if tensor is None or tensor.data is None or tensor.elem not in NUMPY_TYPES:
-        return False
-    try:
-        array = tensor.array()
-    except ValueError:  # its bytes do not fill its dims
-        return False
-    return array.size == 1 and array.reshape(-1)[0] == value
+    return tensor is not None and tensor.holds(np.array([value]))
 
 
 def _state_width(graph: Graph, where: str) -> int:

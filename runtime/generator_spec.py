@@ -73,6 +73,17 @@ class Tensor:
         dtype = np.dtype(NUMPY_TYPES[self.elem]).newbyteorder("<")
         return np.frombuffer(self.data, dtype=dtype).reshape(self.dims)
 
+    def holds(self, want: np.ndarray) -> bool:
+        """Whether it holds exactly ``want``'s values, in order, whatever its dims (False for
+        data that is not a known element type's, or does not fill its dims)."""
+        if self.data is None or self.elem not in NUMPY_TYPES:
+            return False
+        try:
+            got = self.array()
+        except ValueError:
+            return False
+        return got.size == want.size and bool(np.array_equal(got.reshape(-1), want.reshape(-1)))
+
 
 @dataclass(frozen=True)
 class Attr:

@@ -5,25 +5,16 @@ the in-graph engine writes (or how it runs) while the step, and so the host loop
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 from onnx_models import DEFAULT_VOCAB, make_model
 
-from gru_edge.exporter.generator_graph import add_generator
+from gru_edge.exporter.generator_graph import add_generator, graphs
 from gru_edge.runtime.generator_build import VERSION_3
 from gru_edge.runtime.randomness import GOLDEN
-
-
-def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    """``graph`` and every subgraph in it, depth first."""
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from graphs(attr.g)
 
 
 def _constant(graph: onnx.GraphProto, value: float, dtype: type) -> onnx.NodeProto:
@@ -174,12 +165,12 @@ def step_reads_temperature(model: onnx.ModelProto) -> None:
     g = model.graph
     add = next(n for n in g.node if n.output[0] == "logits")
     add.output[0] = "logits_pre"
-    g.node.append(helper.make_node("Mul", ["logits_pre", "temperature"], ["logits"], name="t"))
+    g.node.append(helper.make_node("Mul", ["temperature", "logits_pre"], ["logits"], name="t"))
 
 
 def cell_tanh(model: onnx.ModelProto) -> None:
-    """The Tanh of the cell that is version 4's step made a Sigmoid: the host loop's text changes
-    while the generator's does not."""
+    """The Tanh of the cell that is version 4's step made a Sigmoid: the step (the host loop's)
+    no longer computes what the generator's Scan body computes."""
     _, node = _first(model.graph, lambda n: n.op_type == "Tanh" and "/step/b/" in n.name)
     node.op_type = "Sigmoid"
 
@@ -213,7 +204,7 @@ EDITS: dict[str, tuple[Callable[[onnx.ModelProto], None], str]] = {
         deep_one_hot,
         "one-hot encodes to another depth than the vocabulary's",
     ),
-    "step reads temperature": (step_reads_temperature, "step node 't' reads '"),
+    "step reads temperature": (step_reads_temperature, "step node 't' reads 'temperature'"),
     "the cell's Tanh a Sigmoid": (cell_tanh, "in body of 'gen/step_Scan': its op type"),
     "the cell table's Add a Sub": (cell_table, "its op type differs"),
 }

@@ -11,9 +11,8 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 from onnx_models import make_model
-from tampered_models import graphs
 
-from gru_edge.exporter.generator_graph import add_generator
+from gru_edge.exporter.generator_graph import add_generator, graphs
 from gru_edge.exporter.precision import store_float16
 from gru_edge.runtime.generator_build import VERSION_3, VERSION_4
 from gru_edge.runtime.generator_pick import PREFIX
